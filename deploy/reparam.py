@@ -50,6 +50,7 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     fused = nn.Conv2d(
         conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
         conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+        device=conv.weight.device, dtype=conv.weight.dtype,  # keep a GPU / float64 model where it is
     )
     fused.weight.data.copy_(w)
     fused.bias.data.copy_(b)
