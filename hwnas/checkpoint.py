@@ -1,0 +1,131 @@
+"""Supernet checkpoints: atomic writes, safe loads, search-space identity.
+
+A checkpoint is a plain dict of tensors and primitives (``torch.load(..., weights_only=True)``
+reads it, so loading never runs pickled code):
+
+``format``, ``version``, ``space`` (name, hash, config), ``model`` (supernet state dict),
+``optimizer``, ``scheduler``, ``step``, ``epoch``, ``rng`` (python, numpy, torch [, cuda] states),
+``config`` (the training config), ``elapsed_s``, ``total_steps``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwnas.errors import CheckpointError
+
+FORMAT = "hwnas-supernet"
+VERSION = 1
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` to ``path`` atomically (a temporary file, then ``os.replace``), so a kill at
+    any moment leaves either the previous checkpoint or the new one, never a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    data = {"format": FORMAT, "version": VERSION, **payload}
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 — any unpickling failure means "not a readable checkpoint"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an hwnas supernet checkpoint")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {data.get('version')} is not supported (expected {VERSION})")
+    return data
+
+
+def space_record(space) -> dict[str, Any]:
+    return {"name": space.name, "hash": space.hash, "config": space.config}
+
+
+def check_space(ckpt: dict[str, Any], space, path: str | Path = "checkpoint") -> None:
+    """:class:`CheckpointError` naming both spaces when ``ckpt`` was trained on another space."""
+    rec = ckpt.get("space", {})
+    if rec.get("hash") != space.hash:
+        raise CheckpointError(
+            f"{path} was trained on space {rec.get('name')!r} (hash {rec.get('hash')}), "
+            f"not on {space.name!r} (hash {space.hash})"
+        )
+
+
+def checkpoint_space(ckpt: dict[str, Any]):
+    """The :class:`~hwnas.space.SearchSpace` a checkpoint was trained on, rebuilt from its stored definition."""
+    from hwnas.space import SearchSpace
+
+    rec = ckpt["space"]
+    return SearchSpace(rec["config"], source=f"<checkpoint: {rec['name']}>")
+
+
+def load_supernet(path: str | Path, space=None, map_location: str | torch.device = "cpu"):
+    """The trained :class:`~hwnas.supernet.Supernet` of a checkpoint, in eval mode.
+
+    ``space`` (a :class:`SearchSpace` or a name/YAML path) is checked against the checkpoint's;
+    without it the space stored in the checkpoint is used.
+    """
+    from hwnas.space import create
+    from hwnas.supernet import Supernet
+
+    ckpt = load_checkpoint(path, map_location)
+    if space is None:
+        space = checkpoint_space(ckpt)
+    elif isinstance(space, (str, Path)):
+        space = create(str(space))
+    check_space(ckpt, space, path)
+    net = Supernet(space)
+    try:
+        net.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the supernet of {space.name}: {str(e).splitlines()[0]}") from None
+    return net.eval()
+
+
+# ---------------------------------------------------------------------------------- RNG state
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy (global) and torch RNG states as weights-only-loadable values."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

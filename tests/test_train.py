@@ -1,0 +1,165 @@
+"""Supernet training: schedule, checkpoints (space identity, RNG), exact resume after kill -9, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.errors import CheckpointError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from hwnas.data.synth import write_synthetic
+
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic(root, n=16, seed=0, size=64, val_fraction=0.25)
+    return root
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _train_cmd(data, out, steps, extra=()):
+    return [sys.executable, "-m", "hwnas", "supernet", "train", "--space", "inas-tiny", "--data", str(data),
+            "--out", str(out), "--steps", str(steps), "--batch-size", "2", "--resolutions", "64",
+            "--threads", "1", "--save-every", "3", "--warmup-steps", "2", "--no-progress", *extra]
+
+
+def _losses(run: Path) -> dict[int, tuple[float, float, float]]:
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: (r["loss_largest"], r["loss_smallest"], r["loss_random"]) for r in rows}
+
+
+def test_poly_schedule():
+    from hwnas.train import poly_factor
+
+    assert poly_factor(0, 100, 10, 0.9) == pytest.approx(0.1)
+    assert poly_factor(5, 100, 10, 0.9) == pytest.approx(0.55)
+    assert poly_factor(10, 100, 10, 0.9) == pytest.approx(1.0)
+    assert poly_factor(55, 100, 10, 0.9) == pytest.approx(0.5**0.9)
+    assert poly_factor(100, 100, 10, 0.9) == 0.0
+
+
+def test_checkpoint_round_trip_and_space_identity(tmp_path, tiny_space, sod_space):
+    from hwnas.checkpoint import capture_rng, load_checkpoint, load_supernet, restore_rng, save_checkpoint, space_record
+    from hwnas.supernet import Supernet
+
+    net = Supernet(tiny_space)
+    rng = capture_rng()
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    path = save_checkpoint({"space": space_record(tiny_space), "model": net.state_dict(), "rng": rng, "step": 7},
+                           tmp_path / "ck.pt")
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write leaves no temporary file
+    ck = load_checkpoint(path)
+    assert ck["step"] == 7 and ck["space"]["hash"] == tiny_space.hash
+    restore_rng(ck["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+    loaded = load_supernet(path)  # space rebuilt from the checkpoint
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    with pytest.raises(CheckpointError, match=rf"'inas-tiny' \(hash {tiny_space.hash}\).*'inas-sod' \(hash {sod_space.hash}\)"):
+        load_supernet(path, space="inas-sod")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_train_step_updates_and_teacher_student_losses(tiny_data, tmp_path):
+    from hwnas.train import TrainConfig, Trainer
+
+    t = Trainer(TrainConfig(space="inas-tiny", data=str(tiny_data), out=str(tmp_path / "r"), steps=2, batch_size=2,
+                            resolutions=[64], progress=False, warmup_steps=1))
+    before = {k: v.clone() for k, v in t.net.state_dict().items()}
+    images, masks = next(iter(t._loader(0, 1)))
+    assert images.shape == (2, 3, 64, 64) and masks.shape == (2, 1, 64, 64)
+    row = t.train_step(images, masks)
+    assert row["resolution"] == 64 and row["loss"] == pytest.approx(
+        row["loss_largest"] + row["loss_smallest"] + 2 * row["loss_random"])
+    changed = [k for k, v in t.net.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) > 0.5 * len(before)  # one optimizer step moved (most of) the weights
+
+
+def test_resume_after_kill_9_matches_uninterrupted_run(tiny_data, tmp_path):
+    steps = 9
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    subprocess.run(_train_cmd(tiny_data, ref, steps), check=True, env=_env(), capture_output=True, timeout=300)
+    proc = subprocess.Popen(_train_cmd(tiny_data, run, steps), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (run / "supernet.pt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)  # as hard as a crash: no cleanup, no final checkpoint
+    finally:
+        proc.wait()
+    from hwnas.checkpoint import load_checkpoint
+
+    killed_at = load_checkpoint(run / "supernet.pt")["step"]
+    assert 0 < killed_at < steps, "the run must be killed part-way for this test to mean anything"
+    out = subprocess.run(_train_cmd(tiny_data, run, steps), check=True, env=_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert f"resumed from {run / 'supernet.pt'} at step {killed_at}" in out.stderr
+    a, b = _losses(ref), _losses(run)
+    assert sorted(b) == list(range(1, steps + 1))
+    for s in range(1, steps + 1):
+        assert a[s] == b[s], f"step {s}: uninterrupted {a[s]} vs resumed {b[s]}"
+    # a finished run rerun with other settings refuses instead of silently mixing runs
+    bad = subprocess.run(_train_cmd(tiny_data, run, steps, ["--lr", "0.1"]), env=_env(), capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "different settings (lr: 0.002 -> 0.1)" in bad.stderr
+    assert (run / "curve.png").stat().st_size > 1000
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun not installed")
+def test_torchrun_two_processes_hold_identical_weights(tiny_data, tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "hwnas",
+           *_train_cmd(tiny_data, tmp_path / "ddp", 3)[3:]]
+    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+    assert summary["world_size"] == 2 and summary["steps"] == 3
+    digests = summary["rank_state_sha256"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    from hwnas.checkpoint import load_checkpoint
+    from hwnas.train import state_digest
+    from hwnas.supernet import Supernet
+    from hwnas.space import create
+
+    net = Supernet(create("inas-tiny"))
+    net.load_state_dict(load_checkpoint(tmp_path / "ddp" / "supernet.pt")["model"])
+    assert state_digest(net) == digests[0]  # the saved weights are the ranks' weights
+
+
+def test_time_budget_fixes_the_step_count_after_probing(tiny_data, tmp_path):
+    from hwnas.checkpoint import load_checkpoint
+    from hwnas.train import TrainConfig, train
+
+    cfg = TrainConfig(space="inas-tiny", data=str(tiny_data), out=str(tmp_path / "r"), minutes=0.03, batch_size=2,
+                      resolutions=[64], progress=False, warmup_steps=1, probe_steps=3)
+    summary = train(cfg)
+    ckpt = load_checkpoint(tmp_path / "r" / "supernet.pt")
+    assert summary["steps"] == summary["total_steps"] == ckpt["total_steps"] >= 1
+    rows = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    # stops within the budget up to step granularity (the timing probe itself may overrun a tiny budget)
+    assert summary["elapsed_s"] <= 1.25 * 0.03 * 60 + cfg.probe_steps * max(r["step_s"] for r in rows)
+    assert [r["step"] for r in rows] == list(range(1, summary["steps"] + 1))
