@@ -6,6 +6,7 @@ An :class:`Arch` fixes every searchable choice of the integral SOD space (thesis
 * ``stem_width`` — output channels of the stride-2 3x3 stem conv;
 * ``stages`` — one :class:`StageArch` per backbone MBConv stage: ``width`` (output channels of
   every layer of the stage) and, per layer, the SMSU kernel set (its length is the stage depth);
+  empty in a space whose backbone is a fixed cell stack (``backbone: {type: cells}``);
 * ``transport`` — one :class:`LevelArch` per head level 1..5: ``inputs`` are the levels whose
   backbone features this level aggregates (always including itself), ``kernel_sizes`` the SMSU
   kernel set of its fusion;
@@ -119,8 +120,8 @@ class Arch:
         if unknown:
             raise ArchError(f"architecture: unknown field(s) {sorted(unknown)}; allowed: {sorted(expected)}")
         stages = d["stages"]
-        if not isinstance(stages, list) or not stages:
-            raise ArchError("stages: expected a non-empty list")
+        if not isinstance(stages, list):  # empty in a space with a fixed (cell) backbone
+            raise ArchError("stages: expected a list")
         parsed_stages = []
         for i, s in enumerate(stages, start=1):
             if not isinstance(s, dict) or set(s) != {"width", "kernel_sizes"}:
@@ -193,7 +194,7 @@ class Arch:
             return [int(c) for c in s]
 
         stages = []
-        for i, part in enumerate(m.group(3).split("|"), 1):
+        for i, part in enumerate(m.group(3).split("|") if m.group(3) else [], 1):
             if ":" not in part:
                 raise ArchError(f"stage {i}: expected 'width:kernels', got {part!r}")
             w, layers = part.split(":", 1)

@@ -16,6 +16,9 @@ Keys name everything that changes the computation (readable, stable)::
     branch r8>16 c24>12 up2                  1x1 conv (+BN folded) then resample: upN / downN / same
     fusion r16 c12 n3 u2 k5                  mean of n inputs, u units of SMSU+pointwise, residual
     head r32>64 c8 sigmoid                   final 1x1 conv, bilinear up, sigmoid
+    cells r64 g1a2b3c4d5e c8 n1 s16          a fixed cell backbone (one block: the whole pyramid),
+                                             g = genotype content hash, c = level-1 cell width,
+                                             n = cells per level, s = stem width
 
 A decoder branch and a transport branch with the same key are the same computation.
 :func:`space_blocks` enumerates every distinct block of the space (a superset of any
@@ -59,6 +62,23 @@ def _build_fusion(channels: int, kernel: int, units: int) -> nn.Module:
     return _deploy(Fusion(channels, (kernel,), units))
 
 
+def _build_cells(space: SearchSpace) -> nn.Module:
+    from hwnas.model import build_cell_backbone
+
+    return _deploy(_Levels(build_cell_backbone(space)))
+
+
+class _Levels(nn.Module):
+    """The backbone's 5 levels as a tuple (what exporters and profilers expect of several outputs)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        return tuple(self.backbone(x))
+
+
 def _build_head(channels: int, scale: int) -> nn.Module:
     return _deploy(ProbabilityHead(PredictionHead(channels, scale)))
 
@@ -68,6 +88,12 @@ def _stem(space: SearchSpace, res: int, width: int) -> BlockSpec:
     k, s = space.stem_kernel_size, space.stem_stride
     key = f"stem r{res}>{spatial_size(res, s)} c3>{width} k{k} s{s}"
     return BlockSpec(key, "stem", ((1, 3, res, res),), functools.partial(_build_stem, width, k, s))
+
+
+def _cells(space: SearchSpace, res: int) -> BlockSpec:
+    spec = space.cell_backbone
+    key = f"cells r{res} g{spec.genotype_hash} c{spec.channels} n{spec.cells_per_level} s{spec.stem_channels}"
+    return BlockSpec(key, "cells", ((1, 3, res, res),), functools.partial(_build_cells, space))
 
 
 def _mbconv(space: SearchSpace, r_in: int, cin: int, cout: int, expand_ratio: int, stride: int, kernel: int) -> BlockSpec:
@@ -106,6 +132,8 @@ def _stage_sizes(space: SearchSpace, res: int) -> list[tuple[int, int]]:
 
 
 def _level_sizes(space: SearchSpace, res: int) -> list[int]:
+    if space.cell_backbone is not None:
+        return [res // 2**i for i in range(1, NUM_LEVELS + 1)]
     sizes = _stage_sizes(space, res)
     return [sizes[s - 1][1] for s in space.head.level_stages]
 
@@ -115,16 +143,20 @@ def arch_block_paths(space: SearchSpace, arch: Arch) -> list[tuple[BlockSpec, st
     """Blocks of ``arch`` in forward order, each with the path of the module computing it in
     ``for_export(SODNet(space, arch))`` (lets tests check the decomposition module by module)."""
     res, ch = arch.resolution, space.head.channels
-    out = [(_stem(space, res, arch.stem_width), "stem")]
-    cin = arch.stem_width
-    for s, (spec, stage, (r_in, _)) in enumerate(zip(space.stages, arch.stages, _stage_sizes(space, res))):
-        r = r_in
-        for li, kernels in enumerate(stage.kernel_sizes):
-            stride = spec.stride if li == 0 else 1
-            out.append((_mbconv(space, r, cin, stage.width, spec.expand_ratio, stride, max(kernels)), f"stages.{s}.{li}"))
-            r, cin = spatial_size(r, stride), stage.width
+    if space.cell_backbone is not None:
+        out = [(_cells(space, res), "backbone")]
+        widths = list(space.cell_backbone.level_widths)
+    else:
+        out = [(_stem(space, res, arch.stem_width), "stem")]
+        cin = arch.stem_width
+        for s, (spec, stage, (r_in, _)) in enumerate(zip(space.stages, arch.stages, _stage_sizes(space, res))):
+            r = r_in
+            for li, kernels in enumerate(stage.kernel_sizes):
+                stride = spec.stride if li == 0 else 1
+                out.append((_mbconv(space, r, cin, stage.width, spec.expand_ratio, stride, max(kernels)), f"stages.{s}.{li}"))
+                r, cin = spatial_size(r, stride), stage.width
+        widths = [arch.stages[s - 1].width for s in space.head.level_stages]
     sizes = _level_sizes(space, res)
-    widths = [arch.stages[s - 1].width for s in space.head.level_stages]
     for i, lv in enumerate(arch.transport, 1):
         for j in lv.inputs:
             out.append((_branch(sizes[j - 1], sizes[i - 1], widths[j - 1], ch[i - 1], j - i), f"transport.{i - 1}.branches.{j}"))
@@ -145,8 +177,11 @@ def arch_blocks(space: SearchSpace, arch: Arch) -> list[BlockSpec]:
 
 def _space_blocks_at(space: SearchSpace, res: int) -> Iterator[BlockSpec]:
     ch = space.head.channels
-    for w in space.stem_widths:
-        yield _stem(space, res, w)
+    if space.cell_backbone is not None:
+        yield _cells(space, res)
+    else:
+        for w in space.stem_widths:
+            yield _stem(space, res, w)
     prev_widths = space.stem_widths
     for spec, (r_in, r_out) in zip(space.stages, _stage_sizes(space, res)):
         for k in spec.kernel_sizes:  # every kernel is the largest of some kernel set
@@ -157,7 +192,10 @@ def _space_blocks_at(space: SearchSpace, res: int) -> Iterator[BlockSpec]:
                     yield _mbconv(space, r_out, cout, cout, spec.expand_ratio, 1, k)
         prev_widths = spec.widths
     sizes = _level_sizes(space, res)
-    level_widths = [space.stages[s - 1].widths for s in space.head.level_stages]
+    if space.cell_backbone is not None:
+        level_widths = [(w,) for w in space.cell_backbone.level_widths]
+    else:
+        level_widths = [space.stages[s - 1].widths for s in space.head.level_stages]
     for i in range(1, NUM_LEVELS + 1):
         choices = transport_input_choices(i)
         for j in sorted({j for c in choices for j in c}):

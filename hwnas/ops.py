@@ -46,7 +46,8 @@ def mean_of(xs: Sequence[torch.Tensor]) -> torch.Tensor:
     total = xs[0]
     for x in xs[1:]:
         total = total + x
-    return total / len(xs)
+    # multiply by a float constant: `/ len(xs)` leaves int→float casts outside the XNNPACK delegate
+    return total * (1.0 / len(xs))
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,

@@ -1,11 +1,22 @@
 """Search spaces: loaded from YAML, they sample, bound, validate and hash architectures.
 
-``hwnas/spaces/<name>.yaml`` holds the built-in spaces (``inas-sod``, ``inas-tiny``); any other
-YAML file of the same schema can be loaded with :meth:`SearchSpace.from_yaml`.
+``hwnas/spaces/<name>.yaml`` holds the built-in spaces (``inas-sod``, ``inas-tiny``,
+``inas-tiny-cells``); any other YAML file of the same schema can be loaded with
+:meth:`SearchSpace.from_yaml`.
+
+Backbones: by default (``backbone: {type: mbconv}`` or no ``backbone`` key) the backbone is the
+searchable MBConv+SMSU stack of ``stem`` and ``stages``. ``backbone: {type: cells, genotype: FILE
+or mapping, channels: C, cells_per_level: N}`` instead fixes a DARTS-family cell backbone
+(:class:`hwnas.cells.backbone.CellBackbone`, papers digest §5) and keeps only the transport,
+decoder and resolution searchable: such a space has no ``stages`` (an architecture's ``stages``
+is empty) and one stem width (the backbone's). The genotype's content (not its path) is stored
+in :attr:`SearchSpace.config`, so it enters the hash and a checkpoint rebuilds the space alone.
+``create("inas-tiny:cells=GENOTYPE.json")`` derives such a space from a built-in one's head.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -65,6 +76,64 @@ class HeadSpec:
         return _subsets(self.decoder_kernel_sizes)
 
 
+@dataclass(frozen=True)
+class CellBackboneSpec:
+    """A fixed cell-searched backbone: a genotype stacked into the 5-level pyramid (not searched)."""
+
+    genotype_json: str  # canonical JSON of the genotype without its meta: what identifies it
+    channels: int  # cell width at level 1 (doubles at every reduction)
+    cells_per_level: int
+    stem_channels: int
+
+    def genotype(self):
+        from hwnas.cells.genotype import Genotype
+
+        return Genotype.from_json(self.genotype_json)
+
+    @property
+    def genotype_hash(self) -> str:
+        return hashlib.sha256(self.genotype_json.encode()).hexdigest()[:10]
+
+    @property
+    def level_widths(self) -> tuple[int, ...]:
+        """Output channels of levels 1..5: a cell concatenates its ``steps`` nodes of width C·2^(level-1)."""
+        steps = len(json.loads(self.genotype_json)["normal"])
+        return tuple(steps * self.channels * 2**i for i in range(NUM_LEVELS))
+
+
+def _cell_backbone(backbone: dict[str, Any], base_dir: Path | None, source: str) -> tuple[CellBackboneSpec, dict]:
+    """The spec and the normalised ``backbone`` mapping (genotype inlined, meta dropped)."""
+    from hwnas.cells.genotype import Genotype, load_genotype
+
+    allowed = {"type", "genotype", "channels", "cells_per_level", "stem_channels"}
+    unknown = set(backbone) - allowed
+    if unknown:
+        raise SpaceError(f"search space {source}: unknown backbone key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    g = backbone.get("genotype")
+    try:
+        if isinstance(g, str):
+            path = Path(g)
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            genotype = load_genotype(path)
+        elif isinstance(g, dict):
+            genotype = Genotype.from_dict(g)
+        else:
+            raise SpaceError(f"search space {source}: backbone.genotype must be a genotype JSON file or mapping, got {g!r}")
+    except ArchError as e:
+        raise SpaceError(f"search space {source}: backbone.genotype: {e}") from None
+    channels = int(backbone.get("channels", 8))
+    cells_per_level = int(backbone.get("cells_per_level", 1))
+    stem_channels = int(backbone.get("stem_channels", 2 * channels))
+    if min(channels, cells_per_level, stem_channels) < 1:
+        raise SpaceError(f"search space {source}: backbone channels, cells_per_level and stem_channels must be >= 1")
+    gdict = {k: v for k, v in genotype.to_dict().items() if k != "meta"}
+    spec = CellBackboneSpec(json.dumps(gdict, sort_keys=True, separators=(",", ":")), channels, cells_per_level, stem_channels)
+    normalised = {"type": "cells", "genotype": gdict, "channels": channels, "cells_per_level": cells_per_level,
+                  "stem_channels": stem_channels}
+    return spec, normalised
+
+
 def transport_input_choices(level: int) -> list[tuple[int, ...]]:
     """Transport level ``level`` aggregates any subset of the 5 levels that includes itself."""
     return _subsets(range(1, NUM_LEVELS + 1), must=(level,))
@@ -79,19 +148,36 @@ def decoder_input_choices(level: int) -> list[tuple[int, ...]]:
 class SearchSpace:
     """One search space. Build with :func:`create` (built-in name) or :meth:`from_yaml`."""
 
-    def __init__(self, config: dict[str, Any], source: str = "<dict>"):
-        self.config = config
+    def __init__(self, config: dict[str, Any], source: str = "<dict>", base_dir: str | Path | None = None):
+        """``base_dir``: where a relative ``backbone.genotype`` path is looked up (the YAML's folder)."""
         self.source = source
+        self.cell_backbone: CellBackboneSpec | None = None
+        if not isinstance(config, dict):
+            raise SpaceError(f"search space {source}: expected a mapping, got {type(config).__name__}")
+        backbone = config.get("backbone") or {"type": "mbconv"}
+        kind = backbone.get("type", "mbconv") if isinstance(backbone, dict) else backbone
+        if kind not in ("mbconv", "cells"):
+            raise SpaceError(f"search space {source}: backbone.type {kind!r} unknown; allowed: mbconv, cells")
+        if kind == "cells":
+            config = copy.deepcopy(config)
+            self.cell_backbone, config["backbone"] = _cell_backbone(
+                backbone, Path(base_dir) if base_dir is not None else None, source)
+        self.config = config
         try:
             self.name = str(config["name"])
             self.description = str(config.get("description", ""))
             self.resolutions = tuple(int(r) for r in config["resolutions"])
-            stem = config["stem"]
-            self.stem_widths = tuple(int(w) for w in stem["widths"])
-            self.stem_kernel_size = int(stem.get("kernel_size", 3))
-            self.stem_stride = int(stem.get("stride", 2))
-            self.se_ratio = float(config.get("se_ratio", 0.25))
-            self.stages = tuple(
+            if self.cell_backbone is not None:
+                # the cell backbone's own stem (3x3, stride 2); its width is fixed, not searched
+                self.stem_widths = (self.cell_backbone.stem_channels,)
+                self.stem_kernel_size, self.stem_stride, self.se_ratio = 3, 2, 0.0
+            else:
+                stem = config["stem"]
+                self.stem_widths = tuple(int(w) for w in stem["widths"])
+                self.stem_kernel_size = int(stem.get("kernel_size", 3))
+                self.stem_stride = int(stem.get("stride", 2))
+                self.se_ratio = float(config.get("se_ratio", 0.25))
+            self.stages = () if self.cell_backbone is not None else tuple(
                 StageSpec(
                     expand_ratio=int(s["expand_ratio"]),
                     stride=int(s["stride"]),
@@ -103,7 +189,9 @@ class SearchSpace:
             )
             head = config["head"]
             self.head = HeadSpec(
-                level_stages=tuple(int(x) for x in head["level_stages"]),
+                # a cell backbone emits the 5 levels itself: level i is its output i
+                level_stages=(tuple(range(1, NUM_LEVELS + 1)) if self.cell_backbone is not None
+                              else tuple(int(x) for x in head["level_stages"])),
                 channels=tuple(int(c) for c in head["channels"]),
                 transport_kernel_sizes=tuple(sorted(int(k) for k in head["transport_kernel_sizes"])),
                 decoder_kernel_sizes=tuple(sorted(int(k) for k in head["decoder_kernel_sizes"])),
@@ -114,6 +202,13 @@ class SearchSpace:
 
     def _check_definition(self) -> None:
         src = self.source
+        if self.cell_backbone is not None:
+            if len(self.head.channels) != NUM_LEVELS:
+                raise SpaceError(f"search space {src}: head.channels needs {NUM_LEVELS} entries")
+            for r in self.resolutions:
+                if r % 2**NUM_LEVELS:
+                    raise SpaceError(f"search space {src}: resolution {r} is not divisible by the total stride {2**NUM_LEVELS}")
+            return
         if not self.resolutions or not self.stem_widths or not self.stages:
             raise SpaceError(f"search space {src}: resolutions, stem widths and stages must be non-empty")
         if len(self.head.level_stages) != NUM_LEVELS or len(self.head.channels) != NUM_LEVELS:
@@ -146,7 +241,7 @@ class SearchSpace:
             raise SpaceError(f"search space file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise SpaceError(f"search space file {p}: expected a mapping at the top level")
-        return cls(data, source=str(p))
+        return cls(data, source=str(p), base_dir=p.parent)
 
     # ---------------------------------------------------------------------------- identity
     @cached_property
@@ -181,6 +276,9 @@ class SearchSpace:
             raise ArchError(f"resolution={arch.resolution} is not in space {self.name}; allowed: {list(self.resolutions)}")
         if arch.stem_width not in self.stem_widths:
             raise ArchError(f"stem_width={arch.stem_width} is not in space {self.name}; allowed: {list(self.stem_widths)}")
+        if self.cell_backbone is not None and arch.stages:
+            raise ArchError(f"stages: space {self.name} has a fixed cell backbone; stages must be empty, "
+                            f"got {len(arch.stages)}")
         if len(arch.stages) != len(self.stages):
             raise ArchError(f"stages: space {self.name} has {len(self.stages)} stages, the architecture {len(arch.stages)}")
         for i, (s, spec) in enumerate(zip(arch.stages, self.stages), 1):
@@ -290,8 +388,40 @@ def list_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
+def _with_cells(base: SearchSpace, options: str, spec_text: str) -> SearchSpace:
+    """``base``'s head and resolutions on a cell backbone (``cells=PATH[:channels=C][:cells_per_level=N]``)."""
+    allowed = ("cells", "channels", "cells_per_level", "stem_channels")
+    backbone: dict[str, Any] = {"type": "cells"}
+    for part in options.split(":"):
+        key, sep, value = part.partition("=")
+        if not sep or key not in allowed or not value:
+            raise SpaceError(f"space {spec_text!r}: bad option {part!r}; expected NAME:cells=GENOTYPE.json"
+                             f"[:channels=C][:cells_per_level=N][:stem_channels=S]")
+        if key == "cells":
+            backbone["genotype"] = value
+        else:
+            try:
+                backbone[key] = int(value)
+            except ValueError:
+                raise SpaceError(f"space {spec_text!r}: {key} must be an integer, got {value!r}") from None
+    if "genotype" not in backbone:
+        raise SpaceError(f"space {spec_text!r}: needs cells=GENOTYPE.json")
+    if base.cell_backbone is not None:
+        raise SpaceError(f"space {spec_text!r}: {base.name} already has a cell backbone")
+    cfg = {k: copy.deepcopy(v) for k, v in base.config.items() if k not in ("stem", "stages", "se_ratio", "backbone")}
+    cfg["name"] = f"{base.name}+cells"
+    cfg["description"] = f"{base.name}'s head on a fixed cell backbone"
+    cfg["head"] = {k: v for k, v in cfg["head"].items() if k != "level_stages"}
+    cfg["backbone"] = backbone
+    return SearchSpace(cfg, source=spec_text, base_dir=Path.cwd())
+
+
 def create(name: str) -> SearchSpace:
-    """A built-in space by name, or a YAML file by path."""
+    """A built-in space by name, a YAML file by path, or ``NAME:cells=GENOTYPE.json[:...]`` (that
+    space's head on a fixed cell backbone; see the module docstring)."""
+    base, sep, options = name.partition(":")
+    if sep and options.startswith("cells="):
+        return _with_cells(create(base), options, name)
     p = Path(name)
     if p.suffix in (".yaml", ".yml"):
         return SearchSpace.from_yaml(p)

@@ -5,7 +5,8 @@ every architecture of the space is a view of them, shared along four dimensions 
 channels (first ``k``), depth (first ``d`` layers of a stage), kernels (centre crop of one shared
 depthwise kernel through a learnable transform, BN per kernel size; see
 :class:`hwnas.ops.ElasticSMSU`), and multi-level fusion (the densest transport/decoder
-connections are built; an architecture uses a subset).
+connections are built; an architecture uses a subset). With a fixed cell backbone
+(``backbone: {type: cells}``) only the head is weight-shared; the backbone is one plain module.
 
 Module paths mirror :class:`hwnas.model.SODNet` so :meth:`Supernet.subnet` copies module by module.
 """
@@ -17,7 +18,7 @@ import torch.nn as nn
 
 from hwnas.arch import Arch
 from hwnas.errors import ArchError
-from hwnas.model import DECODER_UNITS, TRANSPORT_UNITS, SODNet, decode
+from hwnas.model import DECODER_UNITS, TRANSPORT_UNITS, SODNet, build_cell_backbone, decode
 from hwnas.ops import ElasticBranch, ElasticFusion, ElasticMBConv, ElasticStem, HeadLevel, PredictionHead, init_weights
 from hwnas.space import NUM_LEVELS, SearchSpace
 
@@ -49,18 +50,24 @@ class Supernet(nn.Module):
         super().__init__()
         self.space = space
         self.level_stages = tuple(space.head.level_stages)
-        self.stem = ElasticStem(max(space.stem_widths), space.stem_kernel_size, space.stem_stride)
-        stages, max_in = [], max(space.stem_widths)
-        for spec in space.stages:
-            layers = []
-            for li in range(max(spec.depths)):
-                stride = spec.stride if li == 0 else 1
-                layers.append(ElasticMBConv(max_in, max(spec.widths), spec.expand_ratio, stride, spec.kernel_sizes, space.se_ratio))
-                max_in = max(spec.widths)
-            stages.append(ElasticStage(layers))
-        self.stages = nn.ModuleList(stages)
+        if space.cell_backbone is not None:
+            # a fixed cell backbone: one set of weights shared by every arch (only the head varies)
+            self.backbone = build_cell_backbone(space)
+            backbone_widths = list(space.cell_backbone.level_widths)
+        else:
+            self.backbone = None
+            self.stem = ElasticStem(max(space.stem_widths), space.stem_kernel_size, space.stem_stride)
+            stages, max_in = [], max(space.stem_widths)
+            for spec in space.stages:
+                layers = []
+                for li in range(max(spec.depths)):
+                    stride = spec.stride if li == 0 else 1
+                    layers.append(ElasticMBConv(max_in, max(spec.widths), spec.expand_ratio, stride, spec.kernel_sizes, space.se_ratio))
+                    max_in = max(spec.widths)
+                stages.append(ElasticStage(layers))
+            self.stages = nn.ModuleList(stages)
+            backbone_widths = [max(space.stages[s - 1].widths) for s in self.level_stages]
         ch, levels = space.head.channels, range(1, NUM_LEVELS + 1)
-        backbone_widths = [max(space.stages[s - 1].widths) for s in self.level_stages]
         self.transport = nn.ModuleList(
             HeadLevel(
                 {j: ElasticBranch(backbone_widths[j - 1], ch[i - 1], j - i) for j in levels},
@@ -85,12 +92,13 @@ class Supernet(nn.Module):
     def set_active(self, arch: Arch) -> None:
         """Select the sub-network ``forward`` computes (raises ArchError if not in the space)."""
         self.space.validate(arch)
-        self.stem.active_width = arch.stem_width
-        for stage, sa in zip(self.stages, arch.stages):
-            stage.active_depth = sa.depth
-            for layer, ks in zip(stage.layers, sa.kernel_sizes):
-                layer.active_width = sa.width
-                layer.smsu.active_kernels = ks
+        if self.backbone is None:
+            self.stem.active_width = arch.stem_width
+            for stage, sa in zip(self.stages, arch.stages):
+                stage.active_depth = sa.depth
+                for layer, ks in zip(stage.layers, sa.kernel_sizes):
+                    layer.active_width = sa.width
+                    layer.smsu.active_kernels = ks
         for levels, arch_levels in ((self.transport, arch.transport), (self.decoder, arch.decoder)):
             for level, la in zip(levels, arch_levels):
                 level.inputs = la.inputs
@@ -112,10 +120,13 @@ class Supernet(nn.Module):
         on this supernet's device and in its train/eval mode; the active arch is not changed.
         """
         net = SODNet(self.space, arch)  # validates
-        self.stem.copy_into(net.stem)
-        for estage, sstage in zip(self.stages, net.stages):
-            for elayer, slayer in zip(estage.layers, sstage):
-                elayer.copy_into(slayer)
+        if self.backbone is not None:
+            net.backbone.load_state_dict(self.backbone.state_dict())
+        else:
+            self.stem.copy_into(net.stem)
+            for estage, sstage in zip(self.stages, net.stages):
+                for elayer, slayer in zip(estage.layers, sstage):
+                    elayer.copy_into(slayer)
         for elevels, slevels in ((self.transport, net.transport), (self.decoder, net.decoder)):
             for elevel, slevel in zip(elevels, slevels):
                 for j, branch in slevel.branches.items():

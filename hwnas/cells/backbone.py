@@ -8,19 +8,60 @@ module stacks a genotype's cells into exactly that pyramid:
 - levels 2..5: one reduction cell (stride x2, channels x2) then ``cells_per_level`` normal cells.
 
 ``forward(x)`` returns the 5 level outputs, finest first; ``out_channels[i]`` is level i+1's width
-(the number of intermediate nodes x that level's cell width). Plugging it into ``hwnas.model``'s
-head (whose transport takes these widths) is left to that module; nothing here depends on it.
+(the number of intermediate nodes x that level's cell width). ``hwnas.model`` plugs it into the
+iNAS head for spaces with ``backbone: {type: cells}`` (see ``hwnas.space``).
+
+Deploy form (:meth:`CellBackbone.reparameterize`, the ``deploy.reparameterize`` protocol): every
+Conv+BN folds — the ``nn.Sequential`` ones by ``deploy``'s generic pass, the BN after the
+concatenation in :class:`~hwnas.cells.space.FactorizedReduce` here, split over its two convs.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hwnas.cells.genotype import Genotype
-from hwnas.cells.space import GenotypeCell
+from hwnas.cells.space import FactorizedReduce, GenotypeCell
 
 NUM_LEVELS = 5
+
+
+class FoldedFactorizedReduce(nn.Module):
+    """Deploy form of :class:`FactorizedReduce`: its BN folded into the two stride-2 1x1 convs."""
+
+    def __init__(self, op: FactorizedReduce):
+        super().__init__()
+        from deploy.reparam import fold_bn
+
+        c1 = op.conv1.out_channels
+        self.conv1 = nn.Conv2d(op.conv1.in_channels, c1, 1, stride=2, bias=True)
+        self.conv2 = nn.Conv2d(op.conv2.in_channels, op.conv2.out_channels, 1, stride=2, bias=True)
+        # BN acts per channel of the concatenation: channels [0, c1) come from conv1, the rest from conv2
+        w = torch.cat([op.conv1.weight, op.conv2.weight], dim=0)
+        w, b = fold_bn(w, None, op.bn)
+        with torch.no_grad():
+            self.conv1.weight.copy_(w[:c1])
+            self.conv1.bias.copy_(b[:c1])
+            self.conv2.weight.copy_(w[c1:])
+            self.conv2.bias.copy_(b[c1:])
+        self.to(device=op.conv1.weight.device, dtype=op.conv1.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))  # as FactorizedReduce
+        return torch.cat([self.conv1(x), self.conv2(shifted)], dim=1)
+
+
+def _swap_factorized_reduce(module: nn.Module) -> None:
+    for name, child in list(module._modules.items()):
+        if isinstance(child, FactorizedReduce):
+            module._modules[name] = FoldedFactorizedReduce(child)
+        elif child is not None:
+            _swap_factorized_reduce(child)
 
 
 class CellBackbone(nn.Module):
@@ -51,6 +92,13 @@ class CellBackbone(nn.Module):
             self.levels.append(cells)
             out_channels.append(c_p)
         self.out_channels = tuple(out_channels)
+
+    @torch.no_grad()
+    def reparameterize(self) -> nn.Module:
+        """Eval-mode copy with every FactorizedReduce BN folded (the rest folds in ``deploy``)."""
+        deployed = copy.deepcopy(self).eval()
+        _swap_factorized_reduce(deployed)
+        return deployed
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         s0 = s1 = self.stem(x)
