@@ -1,0 +1,452 @@
+"""Latency-group-sampling (LGS) evolutionary search — iNAS Algorithm 1 (thesis §3.2.3, fig. 3.7).
+
+The engine works on two plain callables, ``latency_ms(arch) -> float`` (a LUT sum) and
+``fitness(arch) -> float`` (higher is better, e.g. max-F of the subnet inheriting supernet
+weights), so it is tested with synthetic ones and wired to the real LUT/supernet by the CLI.
+
+Algorithm 1 as implemented (line numbers of the thesis' listing):
+
+1-3. ``LAT_min``/``LAT_max`` = latency of ``space.smallest/largest`` at the search resolution
+     (``LAT_max`` lowered to ``max_latency_ms`` when given); the range is split into ``G`` equal groups.
+4-6. ``N/G`` architectures are drawn inside each group (:class:`~hwnas.search.sampling.LatencyGroupSampler`)
+     and evaluated. With ``sampler="uniform"`` the initial population is layer-wise uniform and
+     selection treats the population as a single group (the baseline of thesis fig. 3.10).
+7-9. Each iteration, every group ``i`` contributes ``k/G`` parents: its successive Pareto fronts
+     until ``k/G`` are taken, the last front cut by crowding distance (NSGA-II). A group with fewer
+     members than its share (or none) leaves its places to be filled by cycling through the chosen
+     parents, so every iteration breeds ``k`` children.
+11-12. Each child: with probability ``p_c`` crossover with another parent of ``S`` (each backbone
+     stage, the stem, and each transport / decoder level taken whole from either parent), then every
+     field — depth included, unlike the authors' code — re-sampled with probability ``p_m``. A child
+     that is invalid, over the latency cap, or already evaluated is bred again (at most
+     ``max_attempts`` times; then it is dropped), so every evaluation is spent on a new candidate.
+13-15. Children are evaluated and joined to ``P``. ``population_update="front"`` then keeps only the
+     Pareto front of ``P`` (the thesis' line 15); ``"all"`` keeps the whole population (the authors'
+     public code). The result is the Pareto front of every evaluated architecture.
+
+Resumable after kill -9: the fitness cache is appended to ``fitness_cache.jsonl`` as each
+candidate is evaluated, and ``search_state.json`` (population + cache + history) is replaced
+atomically after every finished iteration. A restart reloads the last finished iteration and
+replays the unfinished one with the same random stream (each iteration's generator is seeded by
+``(seed, iteration)``), so candidates already evaluated are taken from the cache, not recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hwnas.arch import Arch
+from hwnas.search.errors import SearchError
+from hwnas.search.pareto import hypervolume_2d, pareto_front, select_by_fronts
+from hwnas.search.sampling import FieldName, Genome, LatencyGroupSampler, group_edges, group_of, uniform_population
+from hwnas.space import SearchSpace
+
+STATE_FILE = "search_state.json"
+CACHE_FILE = "fitness_cache.jsonl"
+STATE_VERSION = 1
+
+
+@dataclass
+class SearchConfig:
+    """Algorithm 1's inputs. Defaults are the thesis' (§3.3.1.2): N=1000, G=10, k=100, p=0.2, 20 iterations."""
+
+    resolution: int
+    population: int = 1000
+    groups: int = 10
+    keep: int = 100
+    crossover_prob: float = 0.2
+    mutation_prob: float = 0.2
+    iterations: int = 20
+    seed: int = 0
+    sampler: str = "lgs"  # "lgs" | "uniform"
+    population_update: str = "front"  # "front" (thesis line 15) | "all" (authors' code)
+    max_latency_ms: float | None = None
+    strata: int = 10  # stratified targets per group when drawing the initial population
+    max_attempts: int = 20  # redraws of one sample / one child before a fallback
+
+    def check(self) -> None:
+        def need(ok: bool, text: str) -> None:
+            if not ok:
+                raise SearchError(text)
+
+        need(self.sampler in ("lgs", "uniform"), f"sampler {self.sampler!r} unknown; allowed: lgs, uniform")
+        need(self.population_update in ("front", "all"), f"population_update {self.population_update!r} unknown; allowed: front, all")
+        need(self.population >= 1, f"population must be >= 1, got {self.population}")
+        need(self.groups >= 1, f"groups must be >= 1, got {self.groups}")
+        need(self.population >= self.groups, f"population ({self.population}) must be >= groups ({self.groups})")
+        need(self.keep >= 1, f"keep (k) must be >= 1, got {self.keep}")
+        need(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
+        for name in ("crossover_prob", "mutation_prob"):
+            p = getattr(self, name)
+            need(0.0 <= p <= 1.0, f"{name} must be in [0, 1], got {p}")
+        need(self.max_attempts >= 1 and self.strata >= 1, "max_attempts and strata must be >= 1")
+
+
+@dataclass
+class Candidate:
+    arch: str  # compact string (the cache key)
+    latency_ms: float
+    fitness: float
+    index: int  # evaluation order (0-based): compares searches at equal evaluation budgets
+    iteration: int  # 0 = initial population
+    origin: str  # "init" | "offspring"
+
+
+@dataclass
+class SearchResult:
+    config: SearchConfig
+    lat_min_ms: float
+    lat_max_ms: float  # upper end of the searched range (cap applied)
+    candidates: list[Candidate]  # every evaluated architecture, in evaluation order
+    population: list[str]
+    pareto: list[Candidate]  # non-dominated evaluated architectures, by increasing latency
+    history: list[dict[str, Any]] = field(default_factory=list)
+    edges: list[float] = field(default_factory=list)
+    fitness_calls: int = 0  # evaluations computed by this process (the rest came from the cache)
+
+
+def normalized_hypervolume(cands: list[Candidate], lat_min_ms: float, lat_max_ms: float, fitness_ref: float = 0.0) -> float:
+    """Hypervolume in (latency scaled to [0, 1] over the searched range, fitness) with reference
+    (1, ``fitness_ref``); comparable between searches over the same range."""
+    span = max(lat_max_ms - lat_min_ms, 1e-12)
+    pts = [((c.latency_ms - lat_min_ms) / span, c.fitness) for c in cands]
+    return hypervolume_2d(pts, (1.0, fitness_ref))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def latency_range(space: SearchSpace, latency_ms: Callable[[Arch], float], resolution: int, max_latency_ms: float | None = None) -> tuple[float, float]:
+    """``(LAT_min, min(LAT_max, cap))``; refuses a cap below ``LAT_min`` naming the feasible range."""
+    lat_min = float(latency_ms(space.smallest(resolution)))
+    lat_max = float(latency_ms(space.largest(resolution)))
+    if max_latency_ms is not None:
+        if max_latency_ms < lat_min:
+            raise SearchError(
+                f"--max-latency-ms {max_latency_ms:g} is below the fastest model of {space.name} at "
+                f"{resolution}px; feasible range: {lat_min:.3f}-{lat_max:.3f} ms"
+            )
+        lat_max = min(lat_max, float(max_latency_ms))
+    return lat_min, lat_max
+
+
+class EvolutionSearch:
+    """One search run. ``out_dir`` (optional) makes it checkpointed and resumable.
+
+    ``fingerprint`` names what the fitness and latency depend on (supernet, LUT, data, metric...);
+    a resume with a different fingerprint or config is refused rather than mixing caches.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        latency_ms: Callable[[Arch], float],
+        fitness: Callable[[Arch], float],
+        config: SearchConfig,
+        out_dir: str | Path | None = None,
+        fingerprint: dict[str, Any] | None = None,
+        progress: bool = True,
+    ):
+        config.check()
+        if config.resolution not in space.resolutions:
+            raise SearchError(f"resolution {config.resolution} not in space {space.name}; allowed: {list(space.resolutions)}")
+        self.space = space
+        self.latency_fn = latency_ms
+        self.fitness_fn = fitness
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.fingerprint = dict(fingerprint or {})
+        self.progress = progress
+        self.genome = Genome(space, config.resolution)
+        self.lat_min, self.lat_max = latency_range(space, latency_ms, config.resolution, config.max_latency_ms)
+        groups = config.groups if config.sampler == "lgs" else 1
+        self.edges = group_edges(self.lat_min, self.lat_max, groups)
+        self.cache: dict[str, Candidate] = {}
+        self.pending: dict[str, tuple[float, float]] = {}  # evaluated by an interrupted run, not yet replayed
+        self.population: list[str] = []
+        self.history: list[dict[str, Any]] = []
+        self.iteration_done = -1  # -1: initial population not finished
+        self.fitness_calls = 0
+        self._cache_file = None
+
+    # -------------------------------------------------------------------------- persistence
+    def _identity(self) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        cfg.pop("iterations")  # a finished search may be extended by more iterations
+        return {"config": cfg, "fingerprint": self.fingerprint, "space_hash": self.space.hash}
+
+    def _load(self) -> None:
+        if self.out_dir is None:
+            return
+        state_path = self.out_dir / STATE_FILE
+        if state_path.is_file():
+            try:
+                state = json.loads(state_path.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise SearchError(f"cannot read search checkpoint {state_path}: {e}") from None
+            if state.get("version") != STATE_VERSION:
+                raise SearchError(f"search checkpoint {state_path} has version {state.get('version')}, expected {STATE_VERSION}")
+            mine = self._identity()
+            theirs = state.get("identity", {})
+            if theirs != mine:
+                diff = _diff_keys(theirs, mine)
+                raise SearchError(
+                    f"{self.out_dir} holds a search with different settings ({', '.join(diff)}); "
+                    "use another --out directory or the same settings to resume"
+                )
+            self.cache = {c["arch"]: Candidate(**c) for c in state["cache"]}
+            self.population = list(state["population"])
+            self.history = list(state["history"])
+            self.iteration_done = int(state["iteration_done"])
+        cache_path = self.out_dir / CACHE_FILE
+        if cache_path.is_file():
+            with open(cache_path) as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut by a kill
+                    if not isinstance(rec, dict):
+                        continue
+                    if "identity" in rec:  # the header: the journal must belong to these settings
+                        if rec["identity"] != self._identity():
+                            raise SearchError(
+                                f"{cache_path} was written by a search with different settings "
+                                f"({', '.join(_diff_keys(rec['identity'], self._identity()))}); use another --out directory"
+                            )
+                        continue
+                    if rec.get("arch") not in self.cache and {"arch", "latency_ms", "fitness"} <= rec.keys():
+                        self.pending[rec["arch"]] = (float(rec["latency_ms"]), float(rec["fitness"]))
+
+    def _save(self) -> None:
+        if self.out_dir is None:
+            return
+        state = {
+            "version": STATE_VERSION,
+            "identity": self._identity(),
+            "iteration_done": self.iteration_done,
+            "iterations": self.config.iterations,
+            "lat_range_ms": [self.lat_min, self.lat_max],
+            "population": self.population,
+            "history": self.history,
+            "cache": [asdict(c) for c in sorted(self.cache.values(), key=lambda c: c.index)],
+        }
+        atomic_write_text(self.out_dir / STATE_FILE, json.dumps(state))
+
+    def _append_cache(self, cand: Candidate) -> None:
+        if self.out_dir is None:
+            return
+        if self._cache_file is None:
+            path = self.out_dir / CACHE_FILE
+            fresh = not path.is_file() or path.stat().st_size == 0
+            self._cache_file = open(path, "a")
+            if fresh:
+                self._cache_file.write(json.dumps({"identity": self._identity()}) + "\n")
+        self._cache_file.write(json.dumps(asdict(cand)) + "\n")
+        self._cache_file.flush()
+
+    # ---------------------------------------------------------------------------- evaluation
+    def _fitness_values(self, archs: list[Arch]):
+        """Fitness of ``archs`` in order: ``fitness.map`` (e.g. a process pool) when it has one."""
+        if hasattr(self.fitness_fn, "map"):
+            return iter(self.fitness_fn.map(archs))
+        return (self.fitness_fn(a) for a in archs)
+
+    def _evaluate(self, items: list[tuple[Arch, float]], iteration: int, origin: str, desc: str) -> None:
+        todo: list[tuple[Arch, float]] = []
+        seen: set[str] = set()
+        for arch, lat in items:
+            key = arch.to_string()
+            if key not in self.cache and key not in seen:
+                seen.add(key)
+                todo.append((arch, lat))
+        values = self._fitness_values([a for a, _ in todo if a.to_string() not in self.pending])
+        bar = None
+        if self.progress and todo:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc=desc, unit="arch", leave=False, dynamic_ncols=True)
+        for arch, lat in todo:
+            key = arch.to_string()
+            if key in self.pending:  # evaluated by the interrupted run
+                lat, fit = self.pending.pop(key)
+            else:
+                fit = float(next(values))
+                self.fitness_calls += 1
+            cand = Candidate(key, float(lat), fit, len(self.cache), iteration, origin)
+            self.cache[key] = cand
+            self._append_cache(cand)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+
+    # ------------------------------------------------------------------------------ breeding
+    def _rng(self, iteration: int) -> random.Random:
+        return random.Random(f"hwnas-search|{self.config.seed}|{iteration}")
+
+    def _components(self) -> list[list[FieldName]]:
+        """Crossover units: the stem, each backbone stage (width, depth, layer kernels), each head level."""
+        comps: dict[Any, list[FieldName]] = {}
+        for name in self.genome.fields:
+            unit = name[:2] if name[0] != "stem" else name
+            comps.setdefault(unit, []).append(name)
+        return list(comps.values())
+
+    def _breed(self, parents: list[str], rng: random.Random, known: set[str]) -> list[tuple[Arch, float]]:
+        cfg = self.config
+        g = self.genome
+        comps = self._components()
+        children: list[tuple[Arch, float]] = []
+        batch: set[str] = set()
+        for pi, parent_key in enumerate(parents):
+            parent = g.from_arch(Arch.from_string(parent_key), rng)
+            for _attempt in range(cfg.max_attempts):
+                child = dict(parent)
+                if len(parents) > 1 and rng.random() < cfg.crossover_prob:
+                    other = rng.randrange(len(parents) - 1)
+                    other += other >= pi  # any parent but this one
+                    mate = g.from_arch(Arch.from_string(parents[other]), rng)
+                    for unit in comps:
+                        if rng.random() < 0.5:
+                            for name in unit:
+                                child[name] = mate[name]
+                for name in g.fields:
+                    if rng.random() < cfg.mutation_prob:
+                        child[name] = rng.choice(g.choices[name])
+                arch = g.to_arch(child)
+                key = arch.to_string()
+                if key in known or key in batch or not self.space.contains(arch):
+                    continue
+                lat = float(self.latency_fn(arch))
+                if cfg.max_latency_ms is not None and lat > cfg.max_latency_ms:
+                    continue
+                batch.add(key)
+                children.append((arch, lat))
+                break
+        return children
+
+    def _select(self) -> list[str]:
+        cfg = self.config
+        pop = self.population
+        pts = [(self.cache[a].latency_ms, self.cache[a].fitness) for a in pop]
+        n_groups = len(self.edges) - 1
+        members: list[list[int]] = [[] for _ in range(n_groups)]
+        for i, (lat, _) in enumerate(pts):
+            members[group_of(lat, self.edges)].append(i)
+        chosen: list[int] = []
+        for gi in range(n_groups):
+            quota = cfg.keep // n_groups + (1 if gi < cfg.keep % n_groups else 0)
+            chosen.extend(select_by_fronts(pts, members[gi], quota))
+        if not chosen:
+            return []
+        base = list(chosen)
+        while len(chosen) < cfg.keep:  # small or empty groups: their places go to the chosen, in turn
+            chosen.append(base[len(chosen) % len(base)])
+        return [pop[i] for i in chosen]
+
+    def _update_population(self, new: list[str]) -> None:
+        merged = list(dict.fromkeys(self.population + new))
+        if self.config.population_update == "front":
+            pts = [(self.cache[a].latency_ms, self.cache[a].fitness) for a in merged]
+            merged = [merged[i] for i in sorted(pareto_front(pts))]
+        self.population = merged
+
+    def _record(self, iteration: int, seconds: float) -> None:
+        cands = list(self.cache.values())
+        front = [cands[i] for i in pareto_front([(c.latency_ms, c.fitness) for c in cands])]
+        self.history.append(
+            {
+                "iteration": iteration,
+                "evaluated": len(cands),
+                "population": len(self.population),
+                "front_size": len(front),
+                "hypervolume": normalized_hypervolume(front, self.lat_min, self.lat_max),
+                "best_fitness": max(c.fitness for c in cands),
+                "seconds": round(seconds, 3),
+            }
+        )
+
+    # ------------------------------------------------------------------------------------ run
+    def run(self) -> SearchResult:
+        cfg = self.config
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._load()
+        try:
+            if self.iteration_done < 0:
+                t0 = time.perf_counter()
+                rng = self._rng(0)
+                if cfg.sampler == "lgs":
+                    sampler = LatencyGroupSampler(self.space, self.latency_fn, cfg.resolution, cfg.max_attempts)
+                    init = sampler.population(rng, cfg.population, self.edges, strata=cfg.strata)
+                else:
+                    fallback = LatencyGroupSampler(self.space, self.latency_fn, cfg.resolution, cfg.max_attempts)
+                    init = uniform_population(
+                        self.space, rng, cfg.population, cfg.resolution, self.latency_fn,
+                        max_latency_ms=cfg.max_latency_ms, fallback=fallback, lat_min_ms=self.lat_min,
+                    )
+                self._evaluate(init, 0, "init", "initial population")
+                self.population = list(dict.fromkeys(a.to_string() for a, _ in init))  # line 5: P = union of groups
+                self.iteration_done = 0
+                self._record(0, time.perf_counter() - t0)
+                self._save()
+            for it in range(self.iteration_done + 1, cfg.iterations + 1):
+                t0 = time.perf_counter()
+                rng = self._rng(it)
+                known = set(self.cache)
+                parents = self._select()
+                children = self._breed(parents, rng, known)
+                self._evaluate(children, it, "offspring", f"iteration {it}/{cfg.iterations}")
+                self._update_population([a.to_string() for a, _ in children])
+                self.iteration_done = it
+                self._record(it, time.perf_counter() - t0)
+                self._save()
+        finally:
+            if self._cache_file is not None:
+                self._cache_file.close()
+                self._cache_file = None
+        return self.result()
+
+    def result(self) -> SearchResult:
+        cands = sorted(self.cache.values(), key=lambda c: c.index)
+        feasible = [c for c in cands if self.config.max_latency_ms is None or c.latency_ms <= self.config.max_latency_ms]
+        front = [feasible[i] for i in pareto_front([(c.latency_ms, c.fitness) for c in feasible])]
+        return SearchResult(self.config, self.lat_min, self.lat_max, cands, list(self.population), front, list(self.history), list(self.edges), self.fitness_calls)
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
+
+
+def search(
+    space: SearchSpace,
+    latency_ms: Callable[[Arch], float],
+    fitness: Callable[[Arch], float],
+    config: SearchConfig,
+    out_dir: str | Path | None = None,
+    fingerprint: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Run (or resume, when ``out_dir`` holds a checkpoint) one LGS / uniform evolutionary search."""
+    return EvolutionSearch(space, latency_ms, fitness, config, out_dir, fingerprint, progress).run()
+
+
+__all__ = ["SearchConfig", "SearchResult", "Candidate", "EvolutionSearch", "search", "latency_range", "normalized_hypervolume"]
