@@ -1,1 +1,62 @@
-"""Measure a model on one backend; returns statistics with raw samples. Knows nothing about NAS."""
+"""Measure a model on one backend; returns statistics with raw samples. Knows nothing about NAS.
+
+``profilers.get(name, **options)`` builds a profiler; ``profilers.available()`` says which
+backends work on this machine and why not the others. Backends are imported lazily, so
+``import profilers`` never imports ONNX Runtime, ExecuTorch or TensorRT.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+from profilers.errors import ProfilerError
+from profilers.stats import Measurement, Protocol
+
+# name -> "module:Class"; one place to register a backend
+BACKENDS: dict[str, str] = {
+    "onnxruntime-cpu": "profilers.onnxruntime_cpu:OnnxRuntimeCPU",
+    "executorch-xnnpack": "profilers.executorch_xnnpack:ExecuTorchXNNPACK",
+    "torch-cpu": "profilers.torch_cpu:TorchCPU",
+    "torch-cuda": "profilers.torch_cuda:TorchCUDA",
+    "tensorrt": "profilers.tensorrt:TensorRT",
+    "ssh": "profilers.ssh:SSHProfiler",
+    "adb": "profilers.adb:ADBExecuTorch",
+}
+
+__all__ = ["BACKENDS", "Measurement", "Protocol", "ProfilerError", "available", "get", "get_class", "names"]
+
+
+def names() -> list[str]:
+    return list(BACKENDS)
+
+
+def get_class(name: str):
+    if name not in BACKENDS:
+        close = difflib.get_close_matches(name, names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ProfilerError(f"unknown backend {name!r}{hint}; available: {', '.join(names())}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get(name: str, **options):
+    """A profiler for backend ``name``; ``options`` are its constructor's (threads, precision, protocol, ...)."""
+    cls = get_class(name)
+    try:
+        return cls(**options)
+    except TypeError as e:
+        raise ProfilerError(f"backend {name!r}: bad options {sorted(options)}: {e}") from None
+
+
+def available() -> dict[str, tuple[bool, str]]:
+    """``{name: (usable here, reason)}`` for every registered backend."""
+    out = {}
+    for name in names():
+        try:
+            cls = get_class(name)
+        except ImportError as e:  # only import errors mean "not installed"; anything else is a bug
+            out[name] = (False, f"import failed: {e}")
+            continue
+        out[name] = cls.check_available()
+    return out

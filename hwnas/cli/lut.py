@@ -1,0 +1,324 @@
+"""hwnas lut build|show|predict|calibrate|validate — wires hwnas search spaces to ``lut``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from hwnas.cli.profilers import add_backend_args, make_profiler
+
+# block tables have hundreds of sub-millisecond entries: >= 100 runs and 0.2 s of timed runs each keeps an
+# inas-sod build near 15 min and inas-tiny under 5 min on one core
+BUILD_PROTOCOL = {"runs": 100, "min_time_s": 0.2, "max_attempts": 2}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("lut", help="latency lookup tables: build (resumable), show, predict, calibrate, validate",
+                       description="Example: hwnas lut build --space inas-sod --backend onnxruntime-cpu --threads 1 "
+                       "--resolutions 320 --out luts/ort1.parquet")
+    s = p.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
+
+    q = s.add_parser("build", help="measure every distinct block of a space (resumable: rerun to continue)")
+    q.add_argument("--space", required=True, help="built-in space name or YAML file")
+    q.add_argument("--resolutions", default=None, help="comma-separated input sizes (default: all of the space)")
+    q.add_argument("--out", "-o", required=True, help="output .parquet (a journal next to it makes it resumable)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the randomised measuring order")
+    q.add_argument("--limit", type=int, default=None, help="stop after this many new blocks (a rerun continues)")
+    q.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
+                   help="ONNX exporter for blocks (onnxruntime/tensorrt backends; torchscript is ~50x faster)")
+    q.add_argument("--no-progress", action="store_true")
+    add_backend_args(q)
+    q.set_defaults(func=_build)
+
+    q = s.add_parser("merge", help="join tables/journals of the same space, device, backend and protocol")
+    q.add_argument("inputs", nargs="+", help="finished .parquet tables or unfinished <out>.journal.jsonl files")
+    q.add_argument("--out", "-o", required=True)
+    q.set_defaults(func=_merge)
+
+    q = s.add_parser("show", help="a table's identity, size and statistics")
+    q.add_argument("lut")
+    q.add_argument("--rows", type=int, default=0, help="also print the N slowest blocks")
+    q.set_defaults(func=_show)
+
+    q = s.add_parser("predict", help="predicted latency (ms) of an architecture")
+    q.add_argument("--lut", required=True)
+    q.add_argument("--arch", required=True, help="ARCH.json or compact string")
+    q.add_argument("--space", default=None, help="space YAML when the table's space is not built in")
+    q.add_argument("--breakdown", action="store_true", help="sum per block kind")
+    q.set_defaults(func=_predict)
+
+    for name, hlp in (("validate", "measure sampled whole models; report the table's accuracy"),
+                      ("calibrate", "fit the table's calibration on measured whole models and save it")):
+        q = s.add_parser(name, help=hlp)
+        q.add_argument("--lut", required=True)
+        q.add_argument("--space", default=None, help="space YAML when the table's space is not built in")
+        if name == "validate":
+            q.add_argument("--n", type=int, default=50, help="validation models (default 50)")
+            q.add_argument("--calibrate", type=int, default=10, help="separate models to fit the calibration on")
+            q.add_argument("--save-calibration", action="store_true", help="store the fitted calibration in the table")
+            q.add_argument("--out-dir", default=None, help="report.json + scatter.png (default: <lut>.validation/)")
+            q.add_argument("--shard", default=None, metavar="I/K",
+                           help="measure only part I of K of the models (K processes side by side); "
+                                "a final run without --shard reports")
+        else:
+            q.add_argument("--n", type=int, default=10, help="models to fit on (default 10)")
+        q.add_argument("--kind", default="auto", choices=["auto", "affine", "affine+count"],
+                       help="calibration model (auto: affine+count from 6 models on, else affine)")
+        q.add_argument("--resolution", type=int, default=None, help="default: the table's resolutions")
+        q.add_argument("--candidates", type=int, default=2000, help="sampled architectures to spread the models over")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--runs", type=int, default=None,
+                       help="timed runs per whole model (default: the table's protocol; warm-up and clock stay the table's)")
+        q.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"],
+                       help="ONNX exporter for whole models (onnxruntime/tensorrt): dynamo = the deployed artifact "
+                            "(default), torchscript = the blocks' exporter, ~50x faster to export")
+        q.add_argument("--host", default=None, help="SSH host (default: the one the table was built through)")
+        q.add_argument("--remote-python", default="python3")
+        q.add_argument("--ssh-config", default=None)
+        q.add_argument("--no-progress", action="store_true")
+        q.set_defaults(func=_validate if name == "validate" else _calibrate)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _space_for(table, override: str | None):
+    from hwnas.errors import SpaceError
+    from hwnas.space import create
+    from lut.errors import LUTError
+
+    name = override or table.space.get("name")
+    try:
+        space = create(name)
+    except SpaceError as e:
+        raise LUTError(f"the table's space {name!r} cannot be loaded ({e}); pass --space FILE.yaml") from None
+    table.check_compatible(space_hash=space.hash)
+    return space
+
+
+def _resolutions(text: str | None, space) -> list[int]:
+    from hwnas.errors import ArchError
+
+    if not text:
+        return list(space.resolutions)
+    try:
+        res = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ArchError(f"--resolutions {text!r}: expected comma-separated integers, e.g. 320 or 256,320") from None
+    bad = [r for r in res if r not in space.resolutions]
+    if bad:
+        raise ArchError(f"--resolutions {bad} not in space {space.name}; allowed: {list(space.resolutions)}")
+    return res
+
+
+def _exporter_options(backend: str, exporter: str) -> dict:
+    return {"exporter": exporter} if backend == "onnxruntime-cpu" else {}
+
+
+def _table_profiler(table, args):
+    """A profiler configured exactly as the table's (backend, threads, precision, options, protocol)."""
+    import profilers
+    from profilers.stats import Protocol
+
+    b, d = table.backend, table.device
+    proto = dict(table.protocol)
+    if getattr(args, "runs", None):
+        proto["runs"] = args.runs  # whole models run 10-100x longer than blocks: fewer runs reach the same time
+    common = dict(threads=int(d.get("threads") or 1), precision=d.get("precision") or "fp32",
+                  protocol=Protocol.from_dict(proto), **(b.get("options") or {}),
+                  **_exporter_options(b["name"], getattr(args, "exporter", "dynamo")))
+    host = args.host or (d.get("host") if d.get("via") == "ssh" else None)
+    if host:
+        prof = profilers.get("ssh", host=host, backend=b["name"], remote_python=args.remote_python,
+                             ssh_config=args.ssh_config, **common)
+    else:
+        prof = profilers.get(b["name"], **common)
+    table.check_compatible(device=prof.device_info(), backend=b["name"])
+    return prof
+
+
+def _cases(table, space, args, n_total: int):
+    """Candidates sampled from the space; (predicted raw sums, cases)."""
+    import random
+
+    import torch
+
+    from hwnas.model import SODNet, for_export
+    from lut.validate import ModelCase
+
+    res_list = [args.resolution] if args.resolution else (table.metadata.get("resolutions") or list(space.resolutions))
+    rng = random.Random(args.seed)
+    archs = []
+    for r in res_list:
+        archs += [space.smallest(r), space.largest(r)]
+    seen, cases = set(), []
+    for i in range(max(args.candidates, n_total)):
+        archs.append(space.sample(rng, resolution=res_list[i % len(res_list)]))
+    for a in archs:
+        name = a.to_string()
+        if name in seen:
+            continue
+        seen.add(name)
+
+        def build(a=a):
+            return for_export(SODNet(space, a)), (torch.randn(1, 3, a.resolution, a.resolution),)
+
+        cases.append(ModelCase(name, [b.key for b in space.blocks(a)], build))
+    raw = [table.raw_sum_ms(c.keys) for c in cases]
+    return raw, cases
+
+
+# ------------------------------------------------------------------------------ commands
+def _build(args) -> int:
+    from hwnas.space import create
+    from lut.build import build
+
+    space = create(args.space)
+    res = _resolutions(args.resolutions, space)
+    prof = make_profiler(args, BUILD_PROTOCOL, **_exporter_options(args.backend, args.exporter))
+    blocks = space.all_blocks(res)
+    print(f"{space.name}@{space.hash}: {len(blocks)} distinct blocks at {res} on {args.backend}"
+          f"{' via ' + args.host if args.host else ''}, {args.threads} thread(s)", file=sys.stderr)
+    table = build(blocks, prof, args.out, {"name": space.name, "hash": space.hash}, resolutions=res, seed=args.seed,
+                  progress=not args.no_progress, limit=args.limit)
+    if hasattr(prof, "close"):
+        prof.close()
+    complete = all(b.key in table for b in blocks)
+    print(f"{'wrote' if complete else 'partial (rerun to continue):'} {args.out}: {len(table)} blocks")
+    return 0
+
+
+def _merge(args) -> int:
+    from lut.build import merge
+
+    t = merge(args.inputs, args.out)
+    print(f"wrote {args.out}: {len(t)} blocks from {len(args.inputs)} inputs")
+    return 0
+
+
+def _show(args) -> int:
+    from lut.table import LatencyTable
+
+    t = LatencyTable.read(args.lut)
+    print(t.summary())
+    if args.rows:
+        top = t.rows.sort_values("median_ms", ascending=False).head(args.rows)
+        for r in top.itertuples():
+            print(f"{r.median_ms:10.4f} ms  iqr/med {r.iqr_over_median:.3f}  {r.key}")
+    return 0
+
+
+def _predict(args) -> int:
+    from collections import defaultdict
+
+    from hwnas.arch import load_arch
+    from lut.table import LatencyTable
+
+    t = LatencyTable.read(args.lut)
+    space = _space_for(t, args.space)
+    arch = load_arch(args.arch)
+    blocks = space.blocks(arch)
+    keys = [b.key for b in blocks]
+    raw = t.predict_ms(keys, calibrated=False)
+    print(f"raw_sum_ms {raw:.3f}")
+    if t.calibration:
+        print(f"calibrated_ms {t.predict_ms(keys, calibrated=True):.3f}")
+    if args.breakdown:
+        per = defaultdict(float)
+        for b in blocks:
+            per[b.kind] += t.median_ms(b.key)
+        for k, v in sorted(per.items(), key=lambda kv: -kv[1]):
+            print(f"  {k:8s} {v:9.3f} ms  {100 * v / raw:5.1f} %")
+    return 0
+
+
+def _shard(text: str | None):
+    from lut.errors import LUTError
+
+    if not text:
+        return None
+    try:
+        i, k = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise LUTError(f"--shard {text!r}: expected I/K, e.g. 1/3") from None
+    if not 1 <= i <= k:
+        raise LUTError(f"--shard {text!r}: need 1 <= I <= K")
+    return i, k
+
+
+def _describe(c: dict) -> str:
+    count = f" {c['c_ms_per_block']:+.4f} ms * n_blocks" if c["kind"] == "affine+count" else ""
+    return f"measured ≈ {c['a']:.4f} * raw_sum{count} {c['b_ms']:+.3f} ms ({c['kind']})"
+
+
+def _pick(raw, n_val: int, n_cal: int):
+    from lut.validate import spread
+
+    val = spread(raw, n_val) if n_val else []
+    cal = spread(raw, n_cal, exclude=set(val)) if n_cal else []
+    return val, cal
+
+
+def _validate(args) -> int:
+    from lut import plots
+    from lut.errors import LUTError
+    from lut.table import LatencyTable
+    from lut.validate import validate
+
+    if args.n < 2:
+        raise LUTError(f"--n must be >= 2, got {args.n}")
+    t = LatencyTable.read(args.lut)
+    space = _space_for(t, args.space)
+    prof = _table_profiler(t, args)
+    raw, cases = _cases(t, space, args, args.n + args.calibrate)
+    val, cal = _pick(raw, args.n, args.calibrate)
+    out_dir = Path(args.out_dir or f"{args.lut}.validation")
+    shard = _shard(args.shard)
+    report = validate(t, [cases[i] for i in cal], [cases[i] for i in val], prof, journal=out_dir / "measured.jsonl",
+                      progress=not args.no_progress, calibration_kind=args.kind, shard=shard)
+    if report is None:
+        print(f"shard {args.shard}: measured; run without --shard to report")
+        return 0
+    report.update(lut=str(args.lut), space=t.space, backend=t.backend, device=prof.device_info(), protocol=t.protocol)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out_dir / "report.json")
+    preds = {"raw sum": [m["raw_sum_ms"] for m in report["models"]]}
+    if report.get("calibration"):
+        preds["calibrated"] = [m["calibrated_ms"] for m in report["models"]]
+    plots.scatter([m["measured_ms"] for m in report["models"]], preds, out_dir / "scatter.png",
+                  title=f"{t.space.get('name')} on {t.backend.get('name')}, {t.device.get('threads')} thread(s)")
+    for label in ("raw", "calibrated"):
+        if label in report:
+            a = report[label]
+            print(f"{label:10s} n={a['n']} MAPE {a['mape_pct']:.2f} %  RMSPE {a['rmspe_pct']:.2f} %  "
+                  f"within5 {a['within_5_pct']:.0f} %  within10 {a['within_10_pct']:.0f} %  max {a['max_ape_pct']:.1f} %  "
+                  f"bias {a['mean_signed_pct']:+.2f} %  tau {a['kendall_tau']:.3f}  rho {a['spearman_rho']:.3f}")
+    if report.get("calibration"):
+        c = report["calibration"]
+        print(f"calibration: {_describe(c)} (fit on {c['n_models']} other models)")
+        if args.save_calibration:
+            t.with_calibration(c).write(args.lut)
+            print(f"saved the calibration into {args.lut}")
+    print(f"report: {out_dir / 'report.json'}  plot: {out_dir / 'scatter.png'}")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from lut import calibrate
+    from lut.table import LatencyTable
+    from lut.validate import measure_cases
+
+    t = LatencyTable.read(args.lut)
+    space = _space_for(t, args.space)
+    prof = _table_profiler(t, args)
+    raw, cases = _cases(t, space, args, args.n)
+    _, cal = _pick(raw, 0, args.n)
+    chosen = [cases[i] for i in cal]
+    measured = measure_cases(chosen, prof, journal=Path(f"{args.lut}.calibration.jsonl"), progress=not args.no_progress)
+    c = calibrate.fit([t.raw_sum_ms(x.keys) for x in chosen], [measured[x.name]["median_ms"] for x in chosen],
+                      [len(x.keys) for x in chosen], kind=args.kind)
+    t.with_calibration(c).write(args.lut)
+    print(f"calibration: {_describe(c)} on {c['n_models']} models (fit MAPE {c['fit_mape_pct']:.2f} %); "
+          f"saved into {args.lut}")
+    return 0

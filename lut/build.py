@@ -1,0 +1,189 @@
+"""Build a latency table: measure every distinct block once, resumably.
+
+Blocks are measured in a seeded random order (so drift in the machine's state spreads over the
+table instead of biasing one kind of block). Each finished row is appended to a JSON-lines
+journal next to the output (``<out>.journal.jsonl``) and flushed to disk, so a build killed at
+any point (even ``kill -9``) loses at most the block in flight: rerunning the same command skips
+the journaled keys. At the end the journal is compacted into the Parquet table (atomic write)
+and removed. An existing table at ``out`` is extended (new resolutions, new blocks), never mixed
+with measurements of another space, device, backend or protocol.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import random
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lut.blocks import BlockSpec
+from lut.errors import LUTError
+from lut.table import COLUMNS, LatencyTable, compatibility_problem
+
+
+def journal_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".journal.jsonl")
+
+
+def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = None) -> dict:
+    """The identity a table is stored with (see ``lut.table``)."""
+    backend = getattr(profiler, "backend", None) or profiler.name  # ssh wraps an inner backend
+    device = profiler.device_info()
+    return {
+        "space": dict(space),
+        "device": device,
+        "backend": {"name": backend, "version": device.get("runtime_version"), "settings": profiler.settings(),
+                    "options": getattr(profiler, "inner", profiler).options()},
+        "protocol": profiler.protocol.to_dict(),
+        # how block artifacts were produced (recorded, not compared: validation uses the deploy exporter)
+        "block_exporter": getattr(getattr(profiler, "inner", profiler), "exporter", None),
+        "resolutions": sorted(set(int(r) for r in resolutions)) if resolutions else None,
+    }
+
+
+def _read_journal(path: Path) -> tuple[dict | None, list[dict]]:
+    """Header and complete rows; a torn last line (killed mid-write) is cut off the file."""
+    if not path.exists():
+        return None, []
+    data = path.read_bytes()
+    good = data.rfind(b"\n") + 1
+    if good < len(data):
+        with open(path, "r+b") as f:  # drop the partial line so appends start on a clean line
+            f.truncate(good)
+        data = data[:good]
+    header, rows = None, []
+    for line in data.decode().splitlines():
+        if not line.strip():
+            continue
+        obj = json.loads(line)
+        if "header" in obj:
+            header = obj["header"]
+        elif "row" in obj:
+            rows.append(obj["row"])
+    return header, rows
+
+
+def _append(f, obj: dict) -> None:
+    f.write(json.dumps(obj, sort_keys=True) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _row(block: BlockSpec, m) -> dict:
+    d = m.to_dict()
+    row = {k: d[k] for k in COLUMNS if k in d}
+    row.update(key=block.key, kind=block.kind,
+               input_shapes=",".join("x".join(str(x) for x in s) for s in block.input_shapes),
+               measured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    return row
+
+
+def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *, resolutions=None, seed: int = 0,
+          progress: bool = True, limit: int | None = None,
+          on_row: Callable[[dict], None] | None = None) -> LatencyTable:
+    """Measure each distinct key of ``blocks`` with ``profiler`` into the table at ``out``.
+
+    ``space`` is ``{"name": ..., "hash": ...}``. ``limit`` stops after that many new
+    measurements (the journal stays, a rerun continues). Returns the table (compacted only when
+    complete; otherwise the rows so far, unwritten).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = table_metadata(profiler, space, resolutions)
+    done: dict[str, dict] = {}
+
+    if out.exists():
+        existing = LatencyTable.read(out)
+        problem = compatibility_problem(existing.metadata, meta)
+        if problem:
+            raise LUTError(f"{out} exists and cannot be extended by this build: {problem}; use another --out")
+        for r in existing.rows.to_dict("records"):
+            r["samples_ms"] = [float(x) for x in r["samples_ms"]]
+            done[r["key"]] = r
+        old_res = existing.metadata.get("resolutions") or []
+        meta["resolutions"] = sorted(set(old_res) | set(meta["resolutions"] or []))
+        if existing.calibration:  # a calibration fitted on the old blocks stays valid for them
+            meta["calibration"] = existing.calibration
+
+    jpath = journal_path(out)
+    header, journaled = _read_journal(jpath)
+    if header is not None:
+        problem = compatibility_problem(header, meta)
+        if problem:
+            raise LUTError(f"journal {jpath} is from another build ({problem}); delete it or use another --out")
+    for r in journaled:
+        done.setdefault(r["key"], r)
+
+    unique: dict[str, BlockSpec] = {}
+    for b in blocks:
+        unique.setdefault(b.key, b)
+    todo = [k for k in sorted(unique) if k not in done]
+    random.Random(seed).shuffle(todo)
+    if limit is not None:
+        todo = todo[:limit]
+
+    if todo:
+        from tqdm import tqdm
+
+        with open(jpath, "a") as f:
+            if header is None:
+                _append(f, {"header": meta})
+            bar = tqdm(todo, desc=f"lut {space.get('name')} on {meta['backend']['name']}", unit="block",
+                       disable=not progress, initial=0, total=len(todo))
+            for key in bar:
+                block = unique[key]
+                m = profiler.measure(block.build(), block.example_inputs())
+                row = _row(block, m)
+                _append(f, {"row": row})
+                done[key] = row
+                bar.set_postfix_str(f"{block.kind} {m.median_ms:.3f} ms")
+                if on_row:
+                    on_row(row)
+
+    rows = [done[k] for k in sorted(done)]  # old rows of an extended table stay
+    table = LatencyTable(rows, meta)
+    if all(k in done for k in unique):
+        table.write(out)
+        jpath.unlink(missing_ok=True)
+    return table
+
+
+def read_rows(path: str | Path) -> tuple[dict, list[dict]]:
+    """(metadata, rows) of a finished table or of a build's journal (an unfinished build)."""
+    p = Path(path)
+    if not p.is_file():
+        raise LUTError(f"{p} does not exist (a finished build removes its journal: pass the .parquet)")
+    if p.name.endswith(".journal.jsonl"):
+        header, rows = _read_journal(p)
+        if header is None:
+            raise LUTError(f"{p} has no header line; not a latency-table journal")
+        return header, rows
+    t = LatencyTable.read(p)
+    rows = t.rows.to_dict("records")
+    for r in rows:
+        r["samples_ms"] = [float(x) for x in r["samples_ms"]]
+    return t.metadata, rows
+
+
+def merge(inputs: Sequence[str | Path], out: str | Path) -> LatencyTable:
+    """One table from several builds of the same space/device/backend/protocol (tables or journals),
+    e.g. parts of one build run side by side. A key measured twice keeps its first measurement."""
+    if not inputs:
+        raise LUTError("merge needs at least one input table or journal")
+    meta, rows = read_rows(inputs[0])
+    meta = dict(meta)
+    by_key = {r["key"]: r for r in rows}
+    for path in inputs[1:]:
+        other, more = read_rows(path)
+        problem = compatibility_problem(meta, other)
+        if problem:
+            raise LUTError(f"cannot merge {path} into {inputs[0]}: {problem}")
+        meta["resolutions"] = sorted(set(meta.get("resolutions") or []) | set(other.get("resolutions") or [])) or None
+        for r in more:
+            by_key.setdefault(r["key"], r)
+    table = LatencyTable([by_key[k] for k in sorted(by_key)], meta)
+    table.write(out)
+    return table

@@ -1,0 +1,70 @@
+"""Calibration of a latency table against measured whole models.
+
+The plain sum of block entries misses what only a whole model has: one fixed per-inference cost
+(session dispatch, input/output handling) instead of one per block, and cross-block cache
+effects (the usual 5–30 % error of plain sums, practice.md). A linear map fitted on a few
+measured models corrects both:
+
+* ``affine``: ``predicted = a * raw_sum + b``;
+* ``affine+count``: ``predicted = a * raw_sum + c * n_blocks + b`` — ``c`` (negative in practice)
+  removes the per-call overhead each isolated block measurement carried, which a plain scale
+  cannot do when architectures differ in depth. Used when at least 6 models of differing block
+  counts are available.
+
+The fit minimises *relative* error (weighted least squares, weights 1/measured), since the
+accuracy that matters is relative (MAPE, share within ±5 %). The raw sum is always reported next
+to the calibrated value.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from lut.errors import LUTError
+
+MIN_MODELS = 3
+MIN_MODELS_COUNT_TERM = 6
+KINDS = ("auto", "affine", "affine+count")
+
+
+def fit(raw_sums_ms: Sequence[float], measured_ms: Sequence[float], n_blocks: Sequence[int] | None = None,
+        kind: str = "auto") -> dict:
+    """Fit the calibration on at least 3 models; returns the calibration record (JSON-able)."""
+    if kind not in KINDS:
+        raise LUTError(f"calibration kind {kind!r} unknown; allowed: {list(KINDS)}")
+    x = np.asarray(raw_sums_ms, dtype=float)
+    y = np.asarray(measured_ms, dtype=float)
+    if x.shape != y.shape or x.size < MIN_MODELS:
+        raise LUTError(f"calibration needs >= {MIN_MODELS} measured models with their raw sums, got {x.size}")
+    if np.any(y <= 0) or np.any(x <= 0):
+        raise LUTError("calibration needs positive raw sums and measured latencies")
+    n = np.asarray(n_blocks, dtype=float) if n_blocks is not None else None
+    if kind == "auto":
+        usable = n is not None and x.size >= MIN_MODELS_COUNT_TERM and np.ptp(n) > 0
+        kind = "affine+count" if usable else "affine"
+    if kind == "affine+count" and (n is None or n.shape != x.shape):
+        raise LUTError("calibration kind affine+count needs the block count of every model")
+    cols = [x, n, np.ones_like(x)] if kind == "affine+count" else [x, np.ones_like(x)]
+    w = 1.0 / y  # relative-error weighting
+    A = np.stack(cols, axis=1) * w[:, None]
+    coef, *_ = np.linalg.lstsq(A, y * w, rcond=None)
+    record = {"kind": kind, "a": float(coef[0]), "b_ms": float(coef[-1]), "n_models": int(x.size),
+              "raw_range_ms": [float(x.min()), float(x.max())]}
+    if kind == "affine+count":
+        record["c_ms_per_block"] = float(coef[1])
+    pred = np.array([apply(record, xi, ni) for xi, ni in zip(x, n if n is not None else [None] * x.size)])
+    record["fit_mape_pct"] = float(100 * (np.abs(pred - y) / y).mean())
+    return record
+
+
+def apply(calibration: dict, raw_sum_ms: float, n_blocks: int | None = None) -> float:
+    kind = calibration.get("kind")
+    if kind == "affine":
+        return float(calibration["a"] * raw_sum_ms + calibration["b_ms"])
+    if kind == "affine+count":
+        if n_blocks is None:
+            raise LUTError("this table's calibration (affine+count) needs the number of blocks")
+        return float(calibration["a"] * raw_sum_ms + calibration["c_ms_per_block"] * n_blocks + calibration["b_ms"])
+    raise LUTError(f"unknown calibration kind {kind!r}; this hwnas knows: affine, affine+count")

@@ -1,0 +1,216 @@
+"""A device's latency lookup table: one row per distinct block key, stored as Parquet.
+
+Columns: ``key``, ``kind``, ``input_shapes``, the statistics of ``profilers.Measurement``
+(``median_ms`` primary), the raw ``samples_ms`` and ``measured_at``. The table's identity lives in
+the Parquet schema metadata under ``hwnas.lut`` as JSON (readable with plain pyarrow, no hwnas):
+``space`` (name, hash), ``device`` (fingerprint), ``backend`` (name, version, settings),
+``protocol`` (timing protocol) and, once fitted, ``calibration``. A table refuses to be used for,
+or mixed with, another space, device, backend or protocol, and says which field differs.
+
+Prediction (thesis §3.2.3: latency of a model = sum of its blocks' latencies) is the plain sum of
+block medians; ``calibrated=True`` applies a linear correction fitted on measured whole models
+(``lut.calibrate``), which absorbs fixed per-inference overhead and cross-block effects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from lut.errors import LUTError
+
+META_KEY = b"hwnas.lut"
+FORMAT_VERSION = 1
+STAT_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "p99_ms", "iqr_over_median")
+COLUMNS = ("key", "kind", "input_shapes", *STAT_COLUMNS, "warmup_runs", "runs", "attempts", "unstable",
+           "samples_ms", "measured_at")
+
+
+def _device_mismatch(a: dict, b: dict) -> str | None:
+    from profilers.fingerprint import mismatch
+
+    return mismatch(a, b)
+
+
+def _settings(meta_backend: dict) -> dict:
+    # where it ran (ssh host) does not change the number; what the runtime was told does
+    return {k: v for k, v in (meta_backend.get("settings") or {}).items() if k not in ("via", "host")}
+
+
+def compatibility_problem(a: dict, b: dict) -> str | None:
+    """Why two tables' metadata cannot be mixed (first differing field), or None."""
+    sa, sb = a.get("space", {}), b.get("space", {})
+    if sa.get("hash") != sb.get("hash"):
+        return f"space differs: {sa.get('name')}@{sa.get('hash')} vs {sb.get('name')}@{sb.get('hash')}"
+    ba, bb = a.get("backend", {}), b.get("backend", {})
+    if ba.get("name") != bb.get("name"):
+        return f"backend differs: {ba.get('name')} vs {bb.get('name')}"
+    dev = _device_mismatch(a.get("device", {}), b.get("device", {}))
+    if dev:
+        return f"device differs: {dev}"
+    sa, sb = _settings(ba), _settings(bb)
+    if sa != sb:
+        diff = "; ".join(f"{k}: {sa.get(k)!r} vs {sb.get(k)!r}" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k))
+        return f"backend settings differ: {diff}"
+    if a.get("protocol") != b.get("protocol"):
+        return f"timing protocol differs: {a.get('protocol')} vs {b.get('protocol')}"
+    return None
+
+
+class LatencyTable:
+    """Rows (a pandas DataFrame indexed by nothing, one row per key) plus metadata."""
+
+    def __init__(self, rows, metadata: dict):
+        import pandas as pd
+
+        self.rows = pd.DataFrame(rows, columns=list(COLUMNS)) if not isinstance(rows, pd.DataFrame) else rows
+        dup = self.rows["key"][self.rows["key"].duplicated()].tolist()
+        if dup:
+            raise LUTError(f"latency table has duplicate keys, e.g. {dup[0]!r}")
+        self.metadata = dict(metadata)
+        self._median = dict(zip(self.rows["key"], self.rows["median_ms"].astype(float)))
+
+    # ----------------------------------------------------------------------- io
+    @classmethod
+    def read(cls, path: str | Path) -> LatencyTable:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        p = Path(path)
+        if not p.is_file():
+            raise LUTError(f"latency table {p} does not exist")
+        try:
+            t = pq.read_table(p)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise LUTError(f"latency table {p} is not readable Parquet: {e}") from None
+        raw = (t.schema.metadata or {}).get(META_KEY)
+        if raw is None:
+            raise LUTError(f"{p} is a Parquet file without hwnas.lut metadata; not a latency table")
+        meta = json.loads(raw)
+        if meta.get("format") != FORMAT_VERSION:
+            raise LUTError(f"latency table {p} has format {meta.get('format')}, this hwnas reads {FORMAT_VERSION}")
+        return cls(t.to_pandas(), meta)
+
+    def write(self, path: str | Path) -> Path:
+        """Atomic write (temp file + rename): a reader never sees half a table."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(self.rows.reset_index(drop=True), preserve_index=False)
+        meta = dict(table.schema.metadata or {})
+        meta[META_KEY] = json.dumps(dict(self.metadata, format=FORMAT_VERSION), sort_keys=True).encode()
+        table = table.replace_schema_metadata(meta)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a table is an ordinary shareable file
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return p
+
+    # ------------------------------------------------------------------- identity
+    @property
+    def space(self) -> dict:
+        return self.metadata.get("space", {})
+
+    @property
+    def device(self) -> dict:
+        return self.metadata.get("device", {})
+
+    @property
+    def backend(self) -> dict:
+        return self.metadata.get("backend", {})
+
+    @property
+    def protocol(self) -> dict:
+        return self.metadata.get("protocol", {})
+
+    @property
+    def calibration(self) -> dict | None:
+        return self.metadata.get("calibration")
+
+    def check_compatible(self, space_hash: str | None = None, device: dict | None = None, backend: str | None = None,
+                         protocol: dict | None = None) -> None:
+        """Raise :class:`LUTError` naming the first of space/device/backend/protocol that does not match."""
+        where = f"latency table ({self.space.get('name')}@{self.space.get('hash')}, {self.backend.get('name')})"
+        if space_hash is not None and space_hash != self.space.get("hash"):
+            raise LUTError(f"{where} was built for space hash {self.space.get('hash')}, not {space_hash}; "
+                           f"build a table for this space with `hwnas lut build`")
+        if backend is not None and backend != self.backend.get("name"):
+            raise LUTError(f"{where} was measured on backend {self.backend.get('name')}, not {backend}")
+        if device is not None:
+            diff = _device_mismatch(self.device, device)
+            if diff:
+                raise LUTError(f"{where} was measured on another device ({diff})")
+        if protocol is not None and protocol != self.protocol:
+            raise LUTError(f"{where} used timing protocol {self.protocol}, not {protocol}")
+
+    # ----------------------------------------------------------------- prediction
+    @property
+    def keys(self) -> list[str]:
+        return list(self._median)
+
+    def __len__(self) -> int:
+        return len(self._median)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._median
+
+    def median_ms(self, key: str) -> float:
+        try:
+            return self._median[key]
+        except KeyError:
+            raise LUTError(f"block {key!r} is not in the latency table ({len(self)} blocks of space "
+                           f"{self.space.get('name')}@{self.space.get('hash')}); rebuild or extend it with `hwnas lut build`"
+                           ) from None
+
+    def raw_sum_ms(self, keys: Iterable[str]) -> float:
+        return float(sum(self.median_ms(k) for k in keys))
+
+    def predict_ms(self, keys: Sequence[str], calibrated: bool = True) -> float:
+        """Predicted latency of a model made of ``keys`` (ms): the raw sum, calibrated if a calibration exists."""
+        keys = list(keys)
+        raw = self.raw_sum_ms(keys)
+        if calibrated and self.calibration:
+            from lut.calibrate import apply
+
+            return apply(self.calibration, raw, len(keys))
+        return raw
+
+    def with_calibration(self, calibration: dict | None) -> LatencyTable:
+        meta = dict(self.metadata)
+        if calibration is None:
+            meta.pop("calibration", None)
+        else:
+            meta["calibration"] = calibration
+        return LatencyTable(self.rows, meta)
+
+    def summary(self) -> str:
+        import numpy as np
+
+        med = self.rows["median_ms"].to_numpy(dtype=float)
+        d = self.device
+        cal = self.calibration
+        lines = [
+            f"space      {self.space.get('name')}  hash={self.space.get('hash')}  resolutions={self.metadata.get('resolutions')}",
+            f"backend    {self.backend.get('name')} {self.backend.get('version')}  settings={self.backend.get('settings')}",
+            f"device     {d.get('cpu_model')} ({d.get('logical_cores')} cores, governor={d.get('governor')})"
+            f"  gpu={d.get('gpu_name')}  host={d.get('hostname')}  threads={d.get('threads')}  precision={d.get('precision')}",
+            f"protocol   {self.protocol}",
+            f"blocks     {len(self)}  kinds={self.rows['kind'].value_counts().to_dict()}",
+        ]
+        if len(med):
+            lines.append(f"median_ms  min {med.min():.4f}  median {np.median(med):.4f}  max {med.max():.4f}  "
+                         f"sum {med.sum():.2f}; unstable rows {int(self.rows['unstable'].sum())}")
+        lines.append(f"calibration {cal if cal else 'none (predict_ms returns the raw sum)'}")
+        return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""The profiler interface every backend implements: export an artifact, measure it, describe the device.
+
+A backend is a small pair, *run* then *parse*: :meth:`Profiler.export` turns a module into the
+file the runtime executes, :meth:`Profiler.measure_artifact` times that file here, and
+:meth:`Profiler.runner_argv` / :meth:`Profiler.parse_runner_output` do the same on another machine
+(``profilers.ssh``, ``profilers.adb``), so a remote measurement is the same code as a local one.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from profilers.errors import ProfilerError
+from profilers.fingerprint import host_info
+from profilers.stats import Measurement, Protocol
+
+Shape = tuple[int, ...]
+
+
+def shapes_to_str(shapes: Sequence[Shape]) -> str:
+    """``[(1,3,64,64), (1,8,32,32)]`` -> ``"1x3x64x64,1x8x32x32"`` (the executor_runner convention)."""
+    return ",".join("x".join(str(int(d)) for d in s) for s in shapes)
+
+
+def shapes_from_str(text: str) -> list[Shape]:
+    try:
+        return [tuple(int(d) for d in part.split("x")) for part in text.split(",") if part]
+    except ValueError:
+        raise ProfilerError(f"bad input shapes {text!r}; expected e.g. 1x3x64x64,1x8x32x32") from None
+
+
+class Profiler:
+    """Base class. Subclasses set ``name``, ``artifact_suffix`` and implement the hooks."""
+
+    name = "?"
+    artifact_suffix = ".bin"
+    runtime = "?"
+
+    def __init__(self, threads: int = 1, precision: str = "fp32", protocol: Protocol | None = None):
+        if threads < 1:
+            raise ProfilerError(f"{self.name}: threads must be >= 1, got {threads}")
+        if precision not in self.precisions():
+            raise ProfilerError(f"{self.name}: precision {precision!r} not supported; allowed: {list(self.precisions())}")
+        self.threads = int(threads)
+        self.precision = precision
+        self.protocol = protocol or Protocol()
+        if self.protocol.clock == "thread_cpu" and self.threads != 1:
+            raise ProfilerError(f"{self.name}: clock thread_cpu is only latency for 1 thread, not {self.threads}; "
+                                "use clock wall")
+
+    # ------------------------------------------------------------------ availability
+    @classmethod
+    def check_available(cls) -> tuple[bool, str]:
+        return True, "ok"
+
+    @classmethod
+    def precisions(cls) -> tuple[str, ...]:
+        return ("fp32",)
+
+    # -------------------------------------------------------------------- identity
+    def runtime_version(self) -> str:
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """Backend options that change the numbers; recorded next to every measurement."""
+        return {}
+
+    def options(self) -> dict:
+        """Constructor keyword arguments beyond threads/precision/protocol (to rebuild this profiler remotely)."""
+        return {}
+
+    def device_info(self) -> dict:
+        info = host_info()
+        info.update(runtime=self.runtime, runtime_version=self.runtime_version(), threads=self.threads,
+                    precision=self.precision, backend=self.name, settings=self.settings())
+        return info
+
+    # ------------------------------------------------------------------ measuring
+    def export(self, model, example_inputs: tuple, path: Path) -> Path:
+        raise NotImplementedError
+
+    def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
+        raise NotImplementedError
+
+    def measure(self, model, example_inputs: tuple) -> Measurement:
+        """Export ``model`` for this backend and time it end to end (inputs of ``example_inputs``' shapes)."""
+        shapes = [tuple(t.shape) for t in example_inputs]
+        with tempfile.TemporaryDirectory(prefix=f"hwnas-{self.name}-") as d:
+            artifact = self.export(model, example_inputs, Path(d) / f"model{self.artifact_suffix}")
+            return self.measure_artifact(artifact, shapes)
+
+    # ---------------------------------------------------------- remote (ssh/adb)
+    def runner_argv(self, artifact: str, input_shapes: Sequence[Shape], python: str = "python3") -> list[str]:
+        """argv that measures ``artifact`` on a target and prints one JSON object (see ``profilers.runner``)."""
+        return [python, "-m", "profilers.runner", "--backend", self.name, "--threads", str(self.threads),
+                "--precision", self.precision, "--protocol", json.dumps(self.protocol.to_dict(), sort_keys=True),
+                "--options", json.dumps(self.options(), sort_keys=True),
+                "--shapes", shapes_to_str(input_shapes), artifact]
+
+    def remote_command(self, artifact: str, input_shapes: Sequence[Shape], python: str = "python3") -> str:
+        """The shell command (quoted) a remote host runs; prints what :meth:`parse_runner_output` reads."""
+        return shlex.join(self.runner_argv(artifact, input_shapes, python))
+
+    def parse_runner_output(self, stdout: str) -> tuple[Measurement, dict]:
+        """(measurement, remote device fingerprint) from the runner's stdout (its last JSON line)."""
+        for line in reversed(stdout.strip().splitlines()):
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "measurement" in obj:
+                    return Measurement.from_dict(obj["measurement"]), obj.get("device", {})
+        tail = stdout.strip()[-300:]
+        raise ProfilerError(f"{self.name}: the remote runner printed no result; output ends with: {tail!r}")

@@ -1,0 +1,86 @@
+"""ExecuTorch with the XNNPACK delegate, run through the Python runtime (``executorch.runtime``).
+
+The XNNPACK thread pool is set with ``portable_lib._unsafe_reset_threadpool(threads)`` before
+the program is loaded and recorded. Ops left outside the delegate run on the portable kernels
+(~50x slower); the exporter's delegation summary is kept in the measurement's ``info`` so a slow
+number can be traced to its cause.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from profilers.base import Profiler, Shape
+from profilers.errors import ProfilerError
+from profilers.stats import Measurement, time_callable
+
+
+def set_threads(n: int) -> int:
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
+
+    _unsafe_reset_threadpool(int(n))
+    return int(_threadpool_get_thread_count())
+
+
+class ExecuTorchXNNPACK(Profiler):
+    name = "executorch-xnnpack"
+    artifact_suffix = ".pte"
+    runtime = "executorch"
+
+    def __init__(self, threads: int = 1, precision: str = "fp32", protocol=None):
+        super().__init__(threads, precision, protocol)
+        self.delegation: dict = {}
+
+    @classmethod
+    def check_available(cls) -> tuple[bool, str]:
+        from importlib.util import find_spec
+
+        # find_spec, not import: importing executorch takes seconds and loads torch
+        for mod in ("executorch", "executorch.runtime", "executorch.extension.pybindings.portable_lib"):
+            try:
+                found = find_spec(mod) is not None
+            except ImportError:
+                found = False
+            if not found:
+                return False, f"executorch not installed ({mod} missing); pip install 'hwnas[executorch]'"
+        return True, f"executorch {cls._version()}"
+
+    @staticmethod
+    def _version() -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("executorch")
+        except PackageNotFoundError:
+            return "unknown"
+
+    def runtime_version(self) -> str:
+        return self._version()
+
+    def settings(self) -> dict:
+        return {"threads": self.threads, "delegate": "xnnpack"}
+
+    def export(self, model, example_inputs: tuple, path: Path) -> Path:
+        from deploy.executorch_export import export_pte_with_summary
+
+        out, summary = export_pte_with_summary(model, tuple(example_inputs), path)
+        self.delegation = summary.to_dict()
+        return Path(out)
+
+    def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
+        import torch
+        from executorch.runtime import Runtime
+
+        got = set_threads(self.threads)
+        if got != self.threads:
+            raise ProfilerError(f"{self.name}: asked for {self.threads} XNNPACK threads, the pool has {got}")
+        try:
+            method = Runtime.get().load_program(str(path)).load_method("forward")
+        except Exception as e:  # the runtime raises RuntimeError/ValueError for bad programs
+            raise ProfilerError(f"{self.name}: cannot load {path}: {str(e).splitlines()[0]}") from None
+        g = torch.Generator().manual_seed(0)
+        inputs = [torch.randn(s, generator=g) for s in input_shapes]
+        method.execute(inputs)  # first run initialises the delegate
+        info = dict(self.settings(), delegation=self.delegation) if self.delegation else self.settings()
+        return time_callable(lambda: method.execute(inputs), self.protocol, info=info)

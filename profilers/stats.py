@@ -1,0 +1,164 @@
+"""Timing protocol and statistics: the floor every profiler follows.
+
+Protocol (see docs/practice.md, "Measuring latency"): discard a warm-up of at least
+``warmup_runs`` runs *and* ``warmup_s`` seconds; then time at least ``runs`` runs *and*
+``min_time_s`` seconds, keeping every raw sample. A measurement whose IQR/median exceeds
+``unstable_iqr`` is repeated (up to ``max_attempts`` in all) and the steadiest attempt is kept,
+flagged ``unstable`` if none passed.
+
+``clock`` picks what a sample measures: ``wall`` (``time.perf_counter``, the latency a user
+sees) or ``thread_cpu`` (``time.thread_time``, CPU time of the calling thread). For a
+single-threaded backend that computes in the calling thread (ONNX Runtime, PyTorch, ExecuTorch
+at 1 thread) the two agree on an idle machine, but on a shared machine preemption inflates wall
+time (a 6 ms conv read 14 ms median wall, 6.2 ms CPU, next to other jobs), while CPU time stays
+put. ``thread_cpu`` is refused for more than one thread, and a measurement where the calling
+thread used less than half of the process's CPU time (the work ran on another thread) is an
+error, not a number.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from profilers.errors import ProfilerError
+
+
+CLOCKS = ("wall", "thread_cpu")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    warmup_runs: int = 10
+    warmup_s: float = 0.2
+    runs: int = 50
+    min_time_s: float = 1.0
+    unstable_iqr: float = 0.10  # torch.utils.benchmark warns past IQR/median 0.10
+    max_attempts: int = 3
+    max_runs: int = 100_000  # cap: a sub-microsecond op must not loop forever
+    clock: str = "wall"  # "wall" | "thread_cpu"
+
+    def __post_init__(self):
+        if self.warmup_runs < 10 or self.warmup_s < 0.2:
+            raise ProfilerError(
+                f"warm-up must be >= 10 runs and >= 0.2 s (got {self.warmup_runs} runs, {self.warmup_s} s)"
+            )
+        if self.clock not in CLOCKS:
+            raise ProfilerError(f"clock {self.clock!r} unknown; allowed: {list(CLOCKS)}")
+        if self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1:
+            raise ProfilerError(f"runs >= 1, min_time_s >= 0 and max_attempts >= 1 required, got {self}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Protocol:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Measurement:
+    """Raw samples plus statistics of one configuration on one backend (all times in ms)."""
+
+    samples_ms: list[float]
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p90_ms: float
+    p99_ms: float
+    iqr_over_median: float
+    warmup_runs: int
+    runs: int
+    unstable: bool
+    attempts: int = 1
+    info: dict = field(default_factory=dict)  # backend settings (threads, precision, ...)
+
+    @classmethod
+    def from_samples(cls, samples_ms, warmup_runs: int, unstable_iqr: float = 0.10, attempts: int = 1,
+                     info: dict | None = None) -> Measurement:
+        s = np.asarray(samples_ms, dtype=np.float64)
+        if s.size == 0:
+            raise ProfilerError("no timed samples were collected")
+        med = float(np.median(s))
+        q1, q3 = np.percentile(s, [25, 75])
+        iqr = float((q3 - q1) / med) if med > 0 else 0.0
+        return cls(
+            samples_ms=[float(x) for x in s],
+            median_ms=med,
+            mean_ms=float(s.mean()),
+            std_ms=float(s.std(ddof=1)) if s.size > 1 else 0.0,
+            min_ms=float(s.min()),
+            p90_ms=float(np.percentile(s, 90)),
+            p99_ms=float(np.percentile(s, 99)),
+            iqr_over_median=iqr,
+            warmup_runs=int(warmup_runs),
+            runs=int(s.size),
+            unstable=iqr > unstable_iqr,
+            attempts=attempts,
+            info=dict(info or {}),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Measurement:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def summary(self) -> str:
+        flag = "  UNSTABLE" if self.unstable else ""
+        return (f"median {self.median_ms:.4f} ms  mean {self.mean_ms:.4f}  std {self.std_ms:.4f}  "
+                f"min {self.min_ms:.4f}  p90 {self.p90_ms:.4f}  p99 {self.p99_ms:.4f}  "
+                f"IQR/median {self.iqr_over_median:.3f}  runs {self.runs} (+{self.warmup_runs} warm-up){flag}")
+
+
+def time_callable(run: Callable[[], object], protocol: Protocol, clock: Callable[[], float] | None = None,
+                  info: dict | None = None) -> Measurement:
+    """Measure ``run()`` (which must block until the result is ready) under ``protocol``.
+
+    ``clock`` (seconds) overrides the protocol's clock (CUDA events, tests); only ``run()``
+    itself is inside the timed region.
+    """
+    if clock is None:
+        clock = time.thread_time if protocol.clock == "thread_cpu" else time.perf_counter
+    check_cpu = clock is time.thread_time
+    best: Measurement | None = None
+    for attempt in range(1, protocol.max_attempts + 1):
+        warm, t0 = 0, clock()
+        while warm < protocol.warmup_runs or clock() - t0 < protocol.warmup_s:
+            run()
+            warm += 1
+        samples: list[float] = []
+        wall: list[float] = []
+        t_start, proc0 = clock(), time.process_time()
+        while (len(samples) < protocol.runs or clock() - t_start < protocol.min_time_s) and len(samples) < protocol.max_runs:
+            w, a = time.perf_counter(), clock()
+            run()
+            samples.append((clock() - a) * 1e3)
+            wall.append((time.perf_counter() - w) * 1e3)
+        extra = dict(info or {})
+        if check_cpu:
+            # all threads of the process vs this thread: if the work ran elsewhere, CPU time of
+            # this thread is not the latency (independent of how loaded the machine is)
+            proc_ms, own_ms = (time.process_time() - proc0) * 1e3, float(np.sum(samples))
+            if own_ms < 0.5 * proc_ms:
+                raise ProfilerError(
+                    f"clock thread_cpu: the calling thread used {own_ms:.1f} ms of the process's {proc_ms:.1f} ms CPU "
+                    "time: the work runs on other threads; use clock 'wall'")
+            extra.update(clock="thread_cpu", wall_median_ms=float(np.median(wall)), wall_min_ms=float(np.min(wall)))
+        m = Measurement.from_samples(samples, warm, protocol.unstable_iqr, attempt, extra)
+        if best is None or m.iqr_over_median < best.iqr_over_median:
+            best = m
+        if not m.unstable:
+            break
+    best.attempts = attempt
+    return best
+
+
+def from_external_samples(samples_ms, warmup_runs: int, protocol: Protocol, info: dict | None = None) -> Measurement:
+    """Statistics of samples timed by another tool (trtexec, executor_runner, a remote host)."""
+    return Measurement.from_samples(samples_ms, warmup_runs, protocol.unstable_iqr, 1, info)

@@ -1,0 +1,377 @@
+"""Latency tables: storage and identity, prediction and calibration, resumable builds, validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import profilers
+from lut import BlockSpec
+from lut.build import build, journal_path
+from lut.calibrate import apply, fit
+from lut.errors import LUTError
+from lut.table import LatencyTable, compatibility_problem
+from lut.validate import ModelCase, accuracy, spread, validate
+from profilers.stats import Protocol
+
+FAST = Protocol(warmup_runs=10, warmup_s=0.2, runs=20, min_time_s=0.0, max_attempts=1)
+SPACE = {"name": "synthetic", "hash": "0123456789abcdef"}
+
+
+def conv_block(cin: int, cout: int, k: int, r: int) -> BlockSpec:
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.ReLU()).eval()
+
+    return BlockSpec(f"conv r{r} c{cin}>{cout} k{k}", "conv", ((1, cin, r, r),), make)
+
+
+def synthetic_blocks() -> list[BlockSpec]:
+    return [conv_block(c, c2, k, 16) for c, c2, k in [(4, 8, 3), (8, 8, 3), (8, 8, 5), (8, 16, 3), (16, 16, 1), (16, 8, 3)]]
+
+
+def ort(threads: int = 1):
+    return profilers.get("onnxruntime-cpu", threads=threads, protocol=FAST, exporter="torchscript")
+
+
+def fake_table(keys, medians, **meta) -> LatencyTable:
+    rows = [dict(key=k, kind="conv", input_shapes="1x1x1x1", median_ms=m, mean_ms=m, std_ms=0.0, min_ms=m, p90_ms=m,
+                 p99_ms=m, iqr_over_median=0.0, warmup_runs=10, runs=1, attempts=1, unstable=False, samples_ms=[m],
+                 measured_at="2026-01-01T00:00:00+00:00") for k, m in zip(keys, medians)]
+    device = {"cpu_model": "X", "logical_cores": 2, "gpu_name": None, "gpu_driver": None, "runtime": "onnxruntime",
+              "runtime_version": "1.0", "threads": 1, "precision": "fp32"}
+    metadata = {"space": SPACE, "device": device, "backend": {"name": "onnxruntime-cpu", "version": "1.0", "settings": {}},
+                "protocol": FAST.to_dict(), "resolutions": [16]}
+    metadata.update(meta)
+    return LatencyTable(rows, metadata)
+
+
+# ------------------------------------------------------------------------ storage, identity
+def test_roundtrip_and_metadata_readable_without_hwnas(tmp_path):
+    t = fake_table(["a", "b"], [1.0, 2.5])
+    path = t.write(tmp_path / "t.parquet")
+    back = LatencyTable.read(path)
+    assert back.keys == ["a", "b"] and back.median_ms("b") == 2.5 and back.metadata["space"] == SPACE
+    code = ("import json, sys, pyarrow.parquet as pq; m = json.loads(pq.read_schema(sys.argv[1]).metadata[b'hwnas.lut']); "
+            "print(m['space']['hash'], m['backend']['name'], 'hwnas' in sys.modules or 'lut' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.split() == ["0123456789abcdef", "onnxruntime-cpu", "False"]
+
+
+def test_not_a_table(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "plain.parquet")
+    with pytest.raises(LUTError, match="without hwnas.lut metadata"):
+        LatencyTable.read(tmp_path / "plain.parquet")
+    with pytest.raises(LUTError, match="does not exist"):
+        LatencyTable.read(tmp_path / "missing.parquet")
+    with pytest.raises(LUTError, match="duplicate keys"):
+        fake_table(["a", "a"], [1.0, 1.0])
+
+
+def test_check_compatible_names_the_mismatch():
+    t = fake_table(["a"], [1.0])
+    t.check_compatible(space_hash=SPACE["hash"], backend="onnxruntime-cpu", device=dict(t.device), protocol=FAST.to_dict())
+    with pytest.raises(LUTError, match="space hash 0123456789abcdef, not ffff"):
+        t.check_compatible(space_hash="ffff")
+    with pytest.raises(LUTError, match="backend onnxruntime-cpu, not tensorrt"):
+        t.check_compatible(backend="tensorrt")
+    with pytest.raises(LUTError, match="threads: 1 vs 2"):
+        t.check_compatible(device=dict(t.device, threads=2))
+    with pytest.raises(LUTError, match="cpu_model: 'X' vs 'Y'"):
+        t.check_compatible(device=dict(t.device, cpu_model="Y"))
+    with pytest.raises(LUTError, match="timing protocol"):
+        t.check_compatible(protocol=dict(FAST.to_dict(), runs=99))
+    other = fake_table(["a"], [1.0], space={"name": "s2", "hash": "feed"})
+    assert "space differs" in compatibility_problem(t.metadata, other.metadata)
+
+
+# --------------------------------------------------------------------- predict, calibrate
+def test_predict_is_sum_and_calibration_is_affine():
+    t = fake_table(["a", "b", "c"], [1.0, 2.0, 4.0])
+    keys = ["a", "b", "b", "c"]  # repeated blocks count each time
+    assert t.predict_ms(keys) == 9.0  # no calibration yet: the raw sum
+    cal = fit([10.0, 20.0, 40.0, 80.0], [12.5, 23.5, 45.5, 89.5])  # exactly 1.1 x + 1.5
+    assert cal["a"] == pytest.approx(1.1) and cal["b_ms"] == pytest.approx(1.5) and cal["fit_mape_pct"] < 1e-9
+    tc = t.with_calibration(cal)
+    assert tc.predict_ms(keys, calibrated=False) == 9.0
+    assert tc.predict_ms(keys) == pytest.approx(1.1 * 9 + 1.5)
+    with pytest.raises(LUTError, match="block 'zzz' is not in the latency table"):
+        t.predict_ms(["a", "zzz"])
+    with pytest.raises(LUTError, match=">= 3 measured models"):
+        fit([1.0, 2.0], [1.0, 2.0])
+
+
+def test_calibration_minimises_relative_error():
+    rng = np.random.default_rng(0)
+    x = np.linspace(5, 100, 30)
+    y = (0.9 * x + 3.0) * (1 + 0.01 * rng.standard_normal(30))
+    cal = fit(x, y)
+    assert cal["a"] == pytest.approx(0.9, rel=0.03) and cal["b_ms"] == pytest.approx(3.0, abs=0.5)
+    assert apply(cal, 50.0) == pytest.approx(cal["a"] * 50 + cal["b_ms"])
+
+
+def test_accuracy_metrics_on_known_values():
+    measured = [10.0, 20.0, 40.0, 80.0]
+    predicted = [10.4, 19.0, 40.0, 90.0]  # +4 %, -5 %, 0 %, +12.5 %
+    a = accuracy(predicted, measured)
+    assert a["mape_pct"] == pytest.approx((4 + 5 + 0 + 12.5) / 4)
+    assert a["rmspe_pct"] == pytest.approx(np.sqrt((16 + 25 + 0 + 156.25) / 4))
+    assert a["within_5_pct"] == 75.0 and a["within_10_pct"] == 75.0 and a["max_ape_pct"] == pytest.approx(12.5)
+    assert a["mean_signed_pct"] == pytest.approx((4 - 5 + 0 + 12.5) / 4)
+    assert a["kendall_tau"] == pytest.approx(1.0) and a["spearman_rho"] == pytest.approx(1.0)
+
+
+def test_spread_covers_the_range():
+    pred = [1.0, 1.1, 1.2, 1.3, 5.0, 9.0, 9.1, 2.0, 4.0, 6.0]
+    idx = spread(pred, 5)
+    assert sorted(pred[i] for i in idx) == [1.0, 2.0, 5.0, 6.0, 9.1] or set(idx) >= {0, 6}
+    assert 0 in idx and 6 in idx and len(set(idx)) == 5
+    more = spread(pred, 3, exclude=set(idx))
+    assert not set(more) & set(idx)
+    with pytest.raises(LUTError, match="only 10 candidates"):
+        spread(pred, 11)
+
+
+def test_scatter_plot(tmp_path):
+    from lut.plots import scatter
+
+    p = scatter([1.0, 2.0, 3.0], {"raw sum": [0.9, 1.9, 2.8], "calibrated": [1.0, 2.0, 3.1]}, tmp_path / "s.png", "t")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------- build
+def test_build_measures_each_distinct_key_once(tmp_path):
+    blocks = synthetic_blocks()
+    seen = []
+    t = build(blocks + blocks[:2], ort(), tmp_path / "t.parquet", SPACE, resolutions=[16], progress=False,
+              on_row=lambda r: seen.append(r["key"]))
+    assert sorted(seen) == sorted(b.key for b in blocks)  # duplicates measured once
+    assert seen != [b.key for b in blocks]  # randomised order (seeded)
+    back = LatencyTable.read(tmp_path / "t.parquet")
+    assert sorted(back.keys) == sorted(b.key for b in blocks) and not journal_path(tmp_path / "t.parquet").exists()
+    assert back.metadata["device"]["threads"] == 1 and back.backend["name"] == "onnxruntime-cpu"
+    assert back.metadata["block_exporter"] == "torchscript"
+    assert all(len(s) >= FAST.runs for s in back.rows["samples_ms"])
+    # the bigger convolution costs more: the table measured something real
+    assert back.median_ms("conv r16 c16>16 k3".replace("16>16 k3", "8>16 k3")) > 0
+    assert back.median_ms("conv r16 c8>8 k5") > back.median_ms("conv r16 c16>16 k1") * 0.2
+    # rerunning a finished build measures nothing
+    again = []
+    build(blocks, ort(), tmp_path / "t.parquet", SPACE, progress=False, on_row=lambda r: again.append(r))
+    assert again == []
+
+
+def test_build_refuses_to_mix(tmp_path):
+    blocks = synthetic_blocks()[:2]
+    build(blocks, ort(), tmp_path / "t.parquet", SPACE, progress=False)
+    with pytest.raises(LUTError, match="threads: 1 vs 2"):
+        build(synthetic_blocks(), ort(threads=2), tmp_path / "t.parquet", SPACE, progress=False)
+    with pytest.raises(LUTError, match="space differs"):
+        build(synthetic_blocks(), ort(), tmp_path / "t.parquet", {"name": "other", "hash": "beef"}, progress=False)
+    # a journal left by another build is refused too
+    build(blocks, ort(), tmp_path / "u.parquet", SPACE, progress=False, limit=1)
+    with pytest.raises(LUTError, match="journal .* is from another build"):
+        build(blocks, ort(), tmp_path / "u.parquet", {"name": "other", "hash": "beef"}, progress=False)
+
+
+def test_build_extends_an_existing_table(tmp_path):
+    blocks = synthetic_blocks()
+    first = build(blocks[:3], ort(), tmp_path / "t.parquet", SPACE, resolutions=[16], progress=False)
+    new = []
+    t = build(blocks, ort(), tmp_path / "t.parquet", SPACE, resolutions=[32], progress=False, on_row=lambda r: new.append(r["key"]))
+    assert sorted(new) == sorted(b.key for b in blocks[3:])
+    assert sorted(t.keys) == sorted(b.key for b in blocks) and t.metadata["resolutions"] == [16, 32]
+    assert t.median_ms(blocks[0].key) == first.median_ms(blocks[0].key)  # old rows kept as measured
+
+
+def test_torn_journal_line_is_dropped(tmp_path):
+    blocks = synthetic_blocks()
+    out = tmp_path / "t.parquet"
+    build(blocks, ort(), out, SPACE, progress=False, limit=2)
+    j = journal_path(out)
+    with open(j, "a") as f:
+        f.write('{"row": {"key": "conv r16 c4')  # what kill -9 mid-write leaves
+    t = build(blocks, ort(), out, SPACE, progress=False)
+    assert sorted(t.keys) == sorted(b.key for b in blocks) and len(t.rows) == len(blocks)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {tests!r})
+    from test_lut import synthetic_blocks, ort, SPACE
+    from lut.build import build
+    build(synthetic_blocks(), ort(), sys.argv[1], SPACE, progress=False)
+""")
+
+
+def test_kill9_then_resume_equals_one_go_build(tmp_path):
+    out = tmp_path / "killed.parquet"
+    script = tmp_path / "run_build.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(Path(__file__).parent)))
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    j = journal_path(out)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for 2 measured rows (header + 2 lines)
+        if j.exists() and j.read_text().count("\n") >= 3:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"build exited early: {proc.stderr.read().decode()[-500:]}")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    before = {json.loads(line)["row"]["key"]: json.loads(line)["row"]["median_ms"]
+              for line in j.read_text().splitlines() if line.strip().endswith("}") and '"row"' in line}
+    assert 2 <= len(before) < len(synthetic_blocks())
+
+    resumed_rows = []
+    resumed = build(synthetic_blocks(), ort(), out, SPACE, progress=False, on_row=lambda r: resumed_rows.append(r["key"]))
+    one_go = build(synthetic_blocks(), ort(), tmp_path / "one_go.parquet", SPACE, progress=False)
+    assert not set(resumed_rows) & set(before)  # nothing measured twice
+    final = LatencyTable.read(out)
+    assert sorted(final.keys) == sorted(one_go.keys) and len(final.rows) == len(set(final.keys))
+    assert {k: final.median_ms(k) for k in before} == before  # journaled rows kept as measured
+    assert not j.exists()
+
+
+def test_merge_parts_of_one_build(tmp_path):
+    from lut.build import merge
+
+    blocks = synthetic_blocks()
+    build(blocks[:3], ort(), tmp_path / "a.parquet", SPACE, progress=False)
+    build(blocks[2:], ort(), tmp_path / "b.parquet", SPACE, progress=False, limit=2)  # unfinished: a journal
+    a = LatencyTable.read(tmp_path / "a.parquet")
+    from lut.build import read_rows
+
+    _, b_rows = read_rows(journal_path(tmp_path / "b.parquet"))
+    t = merge([tmp_path / "a.parquet", journal_path(tmp_path / "b.parquet")], tmp_path / "m.parquet")
+    assert set(t.keys) == set(a.keys) | {r["key"] for r in b_rows} and len(t.rows) == len(t.keys)
+    assert all(t.median_ms(k) == a.median_ms(k) for k in a.keys)  # a key in both keeps the first input's row
+    assert LatencyTable.read(tmp_path / "m.parquet").keys == t.keys
+    other = fake_table(["x"], [1.0])
+    other.write(tmp_path / "o.parquet")
+    with pytest.raises(LUTError, match="cannot merge .* device differs"):
+        merge([tmp_path / "a.parquet", tmp_path / "o.parquet"], tmp_path / "bad.parquet")
+
+
+# ------------------------------------------------------------------------------- validate
+def chain_case(name: str, spec: list[tuple[int, int, int]]) -> ModelCase:
+    blocks = [conv_block(c, c2, k, 16) for c, c2, k in spec]
+
+    def make():
+        torch.manual_seed(0)
+        layers = [m for b in blocks for m in b.build()]
+        return nn.Sequential(*layers).eval(), (torch.randn(1, spec[0][0], 16, 16),)
+
+    return ModelCase(name, [b.key for b in blocks], make)
+
+
+def test_validate_reports_raw_and_calibrated(tmp_path):
+    blocks = synthetic_blocks()
+    table = build(blocks, ort(), tmp_path / "t.parquet", SPACE, progress=False)
+    chains = {
+        "a": [(4, 8, 3), (8, 8, 3)], "b": [(4, 8, 3), (8, 8, 5), (8, 16, 3)], "c": [(4, 8, 3), (8, 16, 3), (16, 16, 1)],
+        "d": [(4, 8, 3), (8, 8, 3), (8, 8, 5), (8, 16, 3), (16, 8, 3)], "e": [(4, 8, 3), (8, 16, 3), (16, 8, 3)],
+        "f": [(4, 8, 3), (8, 8, 5), (8, 8, 5), (8, 8, 3)], "g": [(4, 8, 3), (8, 16, 3), (16, 16, 1), (16, 16, 1)],
+    }
+    cases = [chain_case(k, v) for k, v in chains.items()]
+    # two shards measure side by side (here one after the other); the report run measures nothing new
+    from lut.validate import measure_cases, shard_journal
+
+    for i in (1, 2):
+        assert validate(table, cases[:3], cases[3:], ort(), journal=tmp_path / "m.jsonl", progress=False, shard=(i, 2)) is None
+    assert len(shard_journal(tmp_path / "m.jsonl", 1, 2).read_text().splitlines()) == 4
+    assert len(shard_journal(tmp_path / "m.jsonl", 2, 2).read_text().splitlines()) == 3
+    report = validate(table, cases[:3], cases[3:], ort(), journal=tmp_path / "m.jsonl", progress=False)
+    assert report["calibration"]["n_models"] == 3 and report["raw"]["n"] == 4 and report["calibrated"]["n"] == 4
+    for row in report["models"]:
+        assert row["raw_sum_ms"] == pytest.approx(table.raw_sum_ms(dict(zip(chains, cases))[row["name"]].keys))
+        assert row["measured_ms"] > 0
+    assert not (tmp_path / "m.jsonl").exists() or not (tmp_path / "m.jsonl").read_text()  # all came from the shards
+    assert measure_cases(cases, ort(), journal=tmp_path / "m.jsonl", progress=False).keys() == set(chains)
+
+
+# ------------------------------------------------------------------------------------ CLI
+def _tiny_table(tmp_path, tiny_space, calibration=None):
+    arch = tiny_space.sample(0)
+    keys = sorted({b.key for b in tiny_space.blocks(arch)})
+    t = fake_table(keys, [0.5] * len(keys), space={"name": tiny_space.name, "hash": tiny_space.hash})
+    if calibration:
+        t = t.with_calibration(calibration)
+    path = t.write(tmp_path / "tiny.parquet")
+    arch_path = tmp_path / "arch.json"
+    arch_path.write_text(arch.to_json())
+    return path, arch_path, len(tiny_space.blocks(arch))
+
+
+def test_cli_predict_and_show(tmp_path, tiny_space, capsys):
+    from hwnas.cli import main
+
+    path, arch, n = _tiny_table(tmp_path, tiny_space, {"kind": "affine", "a": 2.0, "b_ms": 1.0})
+    assert main(["lut", "predict", "--lut", str(path), "--arch", str(arch), "--breakdown"]) == 0
+    out = capsys.readouterr().out
+    assert f"raw_sum_ms {0.5 * n:.3f}" in out and f"calibrated_ms {2 * 0.5 * n + 1:.3f}" in out and "mbconv" in out
+    assert main(["lut", "show", str(path), "--rows", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "inas-tiny" in out and "'kind': 'affine'" in out
+
+
+def test_cli_user_errors_are_one_line(tmp_path, tiny_space, sod_space, capsys):
+    from hwnas.cli import main
+
+    path, _, _ = _tiny_table(tmp_path, tiny_space)
+    sod_arch = tmp_path / "sod.json"
+    sod_arch.write_text(sod_space.smallest().to_json())
+    assert main(["lut", "predict", "--lut", str(path), "--arch", str(sod_arch)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("hwnas lut: error:")
+    assert main(["lut", "build", "--space", "inas-tiny", "--resolutions", "65", "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "allowed: [64, 96]" in capsys.readouterr().err
+    assert main(["lut", "build", "--space", "inas-tiny", "--backend", "onnxrt", "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "unknown backend 'onnxrt'" in capsys.readouterr().err
+    assert main(["lut", "show", str(tmp_path / "missing.parquet")]) == 2
+
+
+def test_cli_profilers_list(capsys):
+    from hwnas.cli import main
+
+    assert main(["profilers", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in profilers.names():
+        assert name in out
+
+
+@pytest.mark.slow
+def test_cli_build_validate_calibrate_end_to_end(tmp_path, capsys):
+    """The whole CLI path on a micro space: build, validate (spread models, calibration), save, predict."""
+    from hwnas.cli import main
+    from test_ssh import MICRO_SPACE
+
+    space = tmp_path / "micro.yaml"
+    space.write_text(MICRO_SPACE)
+    lut_path = tmp_path / "micro.parquet"
+    assert main(["lut", "build", "--space", str(space), "--out", str(lut_path), "--no-progress", "--clock", "thread_cpu"]) == 0
+    t = LatencyTable.read(lut_path)
+    assert t.protocol["clock"] == "thread_cpu" and len(t) == 70
+    assert main(["lut", "validate", "--lut", str(lut_path), "--space", str(space), "--n", "4", "--calibrate", "3",
+                 "--candidates", "50", "--runs", "20", "--save-calibration", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "raw        n=4 MAPE" in out and "calibrated n=4 MAPE" in out and "saved the calibration" in out
+    report = json.loads((tmp_path / "micro.parquet.validation" / "report.json").read_text())
+    assert len(report["models"]) == 4 and report["calibration"]["kind"] == "affine"
+    assert (tmp_path / "micro.parquet.validation" / "scatter.png").stat().st_size > 1000
+    assert LatencyTable.read(lut_path).calibration == report["calibration"]
