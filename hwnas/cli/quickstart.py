@@ -1,0 +1,35 @@
+"""hwnas quickstart — the main job end to end on this machine's CPU."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "quickstart",
+        help="synthetic data → supernet → CPU latency table → LGS search → export, with a report",
+        description="Runs every stage with small defaults on this machine's CPU (about 15 minutes on 2 cores). "
+        "Finished stages are reused on a rerun. Example: hwnas quickstart --out runs/quickstart",
+    )
+    p.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
+    p.add_argument("--train-minutes", type=float, default=None, help="supernet training budget in minutes (default 5)")
+    p.add_argument("--max-latency-ms", type=float, default=None,
+                   help="latency budget for the exported model (default: the median latency of the Pareto front)")
+    p.add_argument("--images", type=int, default=None, help="synthetic images in all (default 1200)")
+    p.add_argument("--iterations", type=int, default=None, help="evolution iterations (default 4)")
+    p.add_argument("--population", type=int, default=None, help="initial population (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from pathlib import Path
+
+    from hwnas.quickstart import QuickstartConfig, run
+
+    cfg = QuickstartConfig(out=Path(args.out), seed=args.seed, max_latency_ms=args.max_latency_ms)
+    for name in ("train_minutes", "images", "iterations", "population"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, name, value)
+    run(cfg)
+    return 0

@@ -1,0 +1,175 @@
+"""The main job end to end on this machine's CPU, with small defaults.
+
+synthetic SOD data → ``inas-tiny`` supernet (sandwich rule, fixed wall-clock budget) → a latency
+table of this CPU (ONNX Runtime, 1 thread) and its validation → LGS search (and a uniform-sampling
+search beside it) → the best architecture under a latency budget, evaluated on the held-out split
+and exported to ONNX and ExecuTorch with parity checked → measured latency per runtime → a
+markdown report with plots.
+
+Every stage is an ordinary ``hwnas`` command run as a subprocess (argument lists, never shell
+strings), so the quickstart exercises exactly what a user runs, and each stage's own resume logic
+applies. A stage that finished leaves ``.stages/<name>.json``; a rerun skips it. Ctrl-C kills the
+running stage, whose own atomic writes leave nothing corrupt; the rerun continues from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hwnas.errors import HwnasError
+
+
+@dataclass
+class QuickstartConfig:
+    out: Path
+    space: str = "inas-tiny"
+    images: int = 1200
+    image_size: int = 128
+    train_minutes: float = 5.0
+    resolution: int = 64
+    backend: str = "onnxruntime-cpu"
+    threads: int = 1
+    validate_models: int = 12
+    calibrate_models: int = 6
+    population: int = 100
+    groups: int = 5
+    keep: int = 20
+    iterations: int = 4
+    max_latency_ms: float | None = None
+    seed: int = 0
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Stages:
+    """Runs named stages once; records each finished one with its wall time."""
+
+    def __init__(self, out: Path):
+        self.dir = out / ".stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def done(self, name: str) -> dict | None:
+        p = self.dir / f"{name}.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def run(self, name: str, argv: list[str], title: str, stdout_to: Path | None = None) -> dict:
+        prev = self.done(name)
+        if prev is not None:
+            print(f"[quickstart] {title}: done earlier ({prev['seconds']:.0f} s), reused", flush=True)
+            return prev
+        print(f"\n[quickstart] {title}\n  $ hwnas {' '.join(argv)}", flush=True)
+        t0 = time.perf_counter()
+        if stdout_to is None:
+            proc = subprocess.run([sys.executable, "-m", "hwnas", *argv])
+        else:  # the stage's answer is its stdout (e.g. `hwnas eval --json`): keep it
+            proc = subprocess.run([sys.executable, "-m", "hwnas", *argv], stdout=subprocess.PIPE, text=True)
+            if proc.returncode == 0:
+                _atomic_write(stdout_to, proc.stdout)
+        if proc.returncode != 0:
+            raise HwnasError(f"stage '{name}' failed (exit {proc.returncode}); fix the cause and rerun — finished stages are kept")
+        record = {"argv": argv, "seconds": time.perf_counter() - t0}
+        _atomic_write(self.dir / f"{name}.json", json.dumps(record))
+        return record
+
+    def record(self, name: str, seconds: float, **extra) -> None:
+        _atomic_write(self.dir / f"{name}.json", json.dumps({"seconds": seconds, **extra}))
+
+
+def _pick_architecture(search_dir: Path, max_latency_ms: float | None) -> tuple[Path, dict]:
+    """The best-metric Pareto architecture under the budget (default: the front's median latency)."""
+    import pandas as pd
+
+    front = pd.read_csv(search_dir / "pareto.csv")
+    if front.empty:
+        raise HwnasError(f"search in {search_dir} produced an empty Pareto front")
+    # pareto.csv: file, latency_ms, <metric>, arch (hwnas.search.report)
+    metric_col = next(c for c in front.columns if c not in ("file", "latency_ms", "arch"))
+    budget = max_latency_ms if max_latency_ms is not None else float(front["latency_ms"].median())
+    feasible = front[front["latency_ms"] <= budget + 1e-9]
+    if feasible.empty:
+        raise HwnasError(f"no Pareto architecture under {budget:.3f} ms; fastest is {front['latency_ms'].min():.3f} ms")
+    row = feasible.sort_values(metric_col, ascending=False).iloc[0].to_dict()
+    row["budget_ms"] = budget
+    row["metric_name"] = metric_col
+    return search_dir / row["file"], row
+
+
+def run(cfg: QuickstartConfig) -> Path:
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "config.json", json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}, indent=2))
+    stages = Stages(out)
+    t_start = time.perf_counter()
+    data, sup, lut_dir = out / "data", out / "supernet", out / "lut"
+    lut_file = lut_dir / f"{cfg.backend}-{cfg.threads}t.parquet"
+    stages.run("data", ["data", "synth", "--out", str(data), "--n", str(cfg.images), "--size", str(cfg.image_size),
+                        "--seed", str(cfg.seed)], "1/7 synthetic SOD data")
+    stages.run("train", ["supernet", "train", "--space", cfg.space, "--data", str(data), "--out", str(sup),
+                         "--minutes", str(cfg.train_minutes), "--seed", str(cfg.seed), "--threads", "2",
+                         "--lr", "0.01", "--batch-size", "16"],
+               f"2/7 supernet training ({cfg.train_minutes:g} min budget)")
+    stages.run("lut", ["lut", "build", "--space", cfg.space, "--backend", cfg.backend, "--threads", str(cfg.threads),
+                       "--resolutions", str(cfg.resolution), "--runs", "50", "--min-time-s", "0.3", "--out", str(lut_file)],
+               "3/7 latency table of this CPU")
+    stages.run("lut-validate", ["lut", "validate", "--lut", str(lut_file), "--n", str(cfg.validate_models),
+                                "--calibrate", str(cfg.calibrate_models), "--save-calibration",
+                                # torchscript export: ~50x faster to export than dynamo, same ONNX ops
+                                "--exporter", "torchscript",
+                                "--out-dir", str(lut_dir / "validation")], "4/7 latency table validation (whole models measured)")
+    search_common = ["--space", cfg.space, "--supernet", str(sup / "supernet.pt"), "--lut", str(lut_file),
+                     "--data", str(data / "val"), "--calib", str(data / "train"), "--resolution", str(cfg.resolution),
+                     "--population", str(cfg.population), "--groups", str(cfg.groups), "--keep", str(cfg.keep),
+                     "--iterations", str(cfg.iterations), "--seed", str(cfg.seed)]
+    if cfg.max_latency_ms is not None:
+        search_common += ["--max-latency-ms", str(cfg.max_latency_ms)]
+    stages.run("search-lgs", ["search", *search_common, "--sampler", "lgs", "--out", str(out / "search-lgs")], "5/7 LGS search")
+    stages.run("search-uniform", ["search", *search_common, "--sampler", "uniform", "--out", str(out / "search-uniform")],
+               "5/7 uniform-sampling search (baseline, same budget)")
+    arch_path, picked = _pick_architecture(out / "search-lgs", cfg.max_latency_ms)
+    best = out / "best-arch.json"
+    if not best.exists():
+        _atomic_write(best, arch_path.read_text())
+    stages.run("eval", ["eval", "--supernet", str(sup / "supernet.pt"), "--arch", str(best), "--data", str(data),
+                        "--calib", str(data / "train"), "--json"],
+               "6/7 held-out metrics of the chosen architecture", stdout_to=out / "eval.jsonl")
+    stages.run("export", ["export", "--space", cfg.space, "--arch", str(best), "--supernet", str(sup / "supernet.pt"),
+                          "--formats", "onnx,executorch", "--out", str(out / "export")], "7/7 export (ONNX, ExecuTorch) with parity")
+    if stages.done("measure") is None:
+        t0 = time.perf_counter()
+        measured = _measure_artifacts(out / "export", cfg.threads)
+        _atomic_write(out / "measured.json", json.dumps(measured, indent=2))
+        stages.record("measure", time.perf_counter() - t0)
+    from hwnas.report import write_quickstart_report
+
+    report = write_quickstart_report(out, cfg, picked, lut_file)
+    print(f"\n[quickstart] finished in {(time.perf_counter() - t_start) / 60:.1f} min (this run); report: {report}")
+    return report
+
+
+def _measure_artifacts(export_dir: Path, threads: int) -> dict:
+    """Median latency of the exported artifacts, each in its own runtime, one after the other."""
+    import profilers
+
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    shapes = [tuple(i["shape"]) for i in manifest["inputs"]]
+    files = {a["format"]: a["file"] for a in manifest["artifacts"] if a.get("file")}
+    results = {}
+    for backend, fmt in (("onnxruntime-cpu", "onnx"), ("executorch-xnnpack", "executorch")):
+        if fmt not in files:
+            continue
+        prof = profilers.get(backend, threads=threads)
+        m = prof.measure_artifact(export_dir / files[fmt], shapes)
+        results[backend] = {"median_ms": m.median_ms, "p90_ms": m.p90_ms, "iqr_over_median": m.iqr_over_median,
+                            "runs": m.runs, "artifact": files[fmt]}
+    return results

@@ -1,0 +1,176 @@
+"""The quickstart's report: one markdown page with the final table and the plots people look at.
+
+Everything in it is read from files the stages wrote (no number is computed twice or typed in):
+``supernet/curve.png``, ``lut/validation/report.json`` + ``scatter.png``, ``search-*/population.csv``,
+``eval.jsonl``, ``export/manifest.json``, ``measured.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections import defaultdict
+from pathlib import Path
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def plot_pareto_comparison(out: Path, path: Path) -> Path | None:
+    """Evaluated candidates and Pareto fronts of the LGS and the uniform search on one plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    drawn = False
+    for name, colour in (("lgs", "tab:red"), ("uniform", "tab:blue")):
+        csv = out / f"search-{name}" / "population.csv"
+        if not csv.is_file():
+            continue
+        pop = pd.read_csv(csv)
+        metric = next(c for c in pop.columns if c not in ("arch", "latency_ms", "fitness", "group", "pareto",
+                                                          "in_population", "iteration", "origin", "eval_index"))
+        ax.scatter(pop["latency_ms"], pop[metric], s=6, alpha=0.25, color=colour, label=f"{name}: evaluated ({len(pop)})")
+        front = pop[pop["pareto"] == 1].sort_values("latency_ms")
+        ax.step(front["latency_ms"], front[metric], where="post", color=colour, lw=1.8, label=f"{name}: Pareto front")
+        ax.set_ylabel(metric)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("predicted latency (ms, LUT)")
+    ax.set_title("LGS vs layer-wise uniform sampling")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_latency_by_block(space, arch, table, path: Path) -> dict[str, float]:
+    """Bar chart of the chosen architecture's predicted latency per block kind (raw LUT sum)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_kind: dict[str, float] = defaultdict(float)
+    for block in space.blocks(arch):
+        per_kind[block.kind] += table.median_ms(block.key)
+    kinds = sorted(per_kind, key=per_kind.get, reverse=True)
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    ax.barh(kinds[::-1], [per_kind[k] for k in kinds[::-1]], color="tab:green")
+    ax.set_xlabel("ms (sum of LUT medians)")
+    ax.set_title("Latency by block kind, chosen architecture")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return dict(per_kind)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return os.path.relpath(path, root)
+
+
+def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Path:
+    from hwnas.arch import load_arch
+    from hwnas.space import create
+    from lut.table import LatencyTable
+
+    space = create(cfg.space)
+    arch = load_arch(str(out / "best-arch.json"))
+    table = LatencyTable.read(lut_file)
+    keys = [b.key for b in space.blocks(arch)]
+    raw_ms = table.predict_ms(keys, calibrated=False)
+    calibrated_ms = table.predict_ms(keys, calibrated=True) if table.calibration else None
+    plots = out / "plots"
+    pareto_png = plot_pareto_comparison(out, plots / "pareto_lgs_vs_uniform.png")
+    per_kind = plot_latency_by_block(space, arch, table, plots / "latency_by_block.png")
+
+    metrics = {}
+    if (out / "eval.jsonl").is_file():
+        lines = [json.loads(x) for x in (out / "eval.jsonl").read_text().splitlines() if x.strip().startswith("{")]
+        metrics = lines[0] if lines else {}
+    measured = _read_json(out / "measured.json") or {}
+    manifest = _read_json(out / "export" / "manifest.json") or {}
+    validation = _read_json(out / "lut" / "validation" / "report.json") or {}
+    stage_seconds = {p.stem: json.loads(p.read_text())["seconds"] for p in sorted((out / ".stages").glob("*.json"))}
+
+    lines = [
+        "# hwnas quickstart report",
+        "",
+        f"Machine: {_cpu_model()}, {os.cpu_count()} logical cores; Python {platform.python_version()}. "
+        f"Space `{space.name}` (hash `{space.hash}`), LUT backend `{table.backend.get('name')}`, "
+        f"{table.device.get('threads')} thread(s), resolution {cfg.resolution} px.",
+        "",
+        "## Chosen architecture",
+        "",
+        f"Best {picked.get('metric_name', 'metric')} on the LGS Pareto front under {picked['budget_ms']:.3f} ms "
+        f"(predicted): `{arch.to_string()}` — [best-arch.json](best-arch.json)",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| predicted latency, raw LUT sum ({table.backend.get('name')}) | {raw_ms:.3f} ms |",
+    ]
+    if calibrated_ms is not None:
+        lines.append(f"| predicted latency, calibrated ({table.backend.get('name')}) | {calibrated_ms:.3f} ms |")
+    for backend, m in measured.items():
+        lines.append(f"| measured latency, {backend} (median of {m['runs']}) | {m['median_ms']:.3f} ms |")
+    for key, label in (("max_f", "max F-measure (held-out)"), ("mae", "MAE (held-out)"),
+                       ("s_measure", "S-measure (held-out)"), ("max_e", "max E-measure (held-out)")):
+        if key in metrics:
+            lines.append(f"| {label} | {metrics[key]:.4f} |")
+    lines += ["", "## Artifacts", "", "| format | status | file | size | parity (max abs diff) |", "|---|---|---|---|---|"]
+    for a in manifest.get("artifacts", []):
+        size = f"{a['size_bytes'] / 1e6:.2f} MB" if a.get("size_bytes") else "—"
+        parity = a.get("parity") or {}
+        diff = parity.get("max_abs_diff")
+        lines.append(f"| {a['format']} | {a['status']} | {('export/' + a['file']) if a.get('file') else '—'} | {size} | "
+                     f"{'—' if diff is None else f'{diff:.2e}'} |")
+    if validation:
+        lines += ["", "## Latency table accuracy (whole models measured end to end)", "",
+                  "| prediction | n | MAPE % | within ±5 % | within ±10 % | Kendall τ |", "|---|---|---|---|---|---|"]
+        for label in ("raw", "calibrated"):
+            if label in validation:
+                v = validation[label]
+                lines.append(f"| {label} | {v['n']} | {v['mape_pct']:.2f} | {v['within_5_pct']:.0f} % | "
+                             f"{v['within_10_pct']:.0f} % | {v['kendall_tau']:.3f} |")
+        lines += ["", f"![LUT predicted vs measured]({_rel(out / 'lut' / 'validation' / 'scatter.png', out)})"]
+    lines += ["", "## Plots", ""]
+    if (out / "supernet" / "curve.png").is_file():
+        lines += ["Supernet training curve:", "", "![training curve](supernet/curve.png)", ""]
+    if pareto_png:
+        lines += ["Pareto fronts:", "", f"![Pareto fronts]({_rel(pareto_png, out)})", ""]
+    lines += ["Latency by block kind:", "", f"![latency by block]({_rel(plots / 'latency_by_block.png', out)})", "",
+              "| block kind | ms |", "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1])]
+    lines += ["", "## Stage wall times", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in stage_seconds.items()]
+    lines.append(f"| total | {sum(stage_seconds.values()):.0f} |")
+    path = out / "report.md"
+    tmp = path.with_name("report.md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    summary = {"arch": arch.to_string(), "predicted_raw_ms": raw_ms, "predicted_calibrated_ms": calibrated_ms,
+               "measured": measured, "metrics": {k: metrics.get(k) for k in ("max_f", "mae", "s_measure", "max_e")},
+               "stage_seconds": stage_seconds}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return path
