@@ -15,7 +15,6 @@ running stage, whose own atomic writes leave nothing corrupt; the rerun continue
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -45,11 +44,7 @@ class QuickstartConfig:
     seed: int = 0
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from hwnas.fileio import atomic_write_text as _atomic_write  # noqa: E402
 
 
 class Stages:

@@ -15,13 +15,9 @@ from pathlib import Path
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from profilers.fingerprint import cpu_model
+
+    return cpu_model()
 
 
 def _read_json(path: Path):
@@ -165,10 +161,10 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
     lines += ["", "## Stage wall times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in stage_seconds.items()]
     lines.append(f"| total | {sum(stage_seconds.values()):.0f} |")
+    from hwnas.fileio import atomic_write_text
+
     path = out / "report.md"
-    tmp = path.with_name("report.md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
     summary = {"arch": arch.to_string(), "predicted_raw_ms": raw_ms, "predicted_calibrated_ms": calibrated_ms,
                "measured": measured, "metrics": {k: metrics.get(k) for k in ("max_f", "mae", "s_measure", "max_e")},
                "stage_seconds": stage_seconds}

@@ -272,10 +272,7 @@ def _load_log(path: Path, upto_step: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from hwnas.fileio import atomic_write_text as _write_atomic  # noqa: E402
 
 
 class Trainer:

@@ -34,7 +34,6 @@ replays the unfinished one with the same random stream (each iteration's generat
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -119,13 +118,7 @@ def normalized_hypervolume(cands: list[Candidate], lat_min_ms: float, lat_max_ms
     return hypervolume_2d(pts, (1.0, fitness_ref))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from hwnas.fileio import atomic_write_text  # noqa: E402  (re-exported: search.report and bench use it from here)
 
 
 def latency_range(space: SearchSpace, latency_ms: Callable[[Arch], float], resolution: int, max_latency_ms: float | None = None) -> tuple[float, float]:
