@@ -9,8 +9,6 @@ what the exporter reports.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,15 +82,9 @@ def export_pte_with_summary(model: nn.Module, example_inputs: tuple, path) -> tu
             raise ExportError(f"executorch: {stage} failed: {_first_line(e)}") from e
     finally:
         model.train(was_training)
-    fd, tmp = tempfile.mkstemp(prefix=".pte-", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from deploy.fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, buffer)
     return path, summary
 
 

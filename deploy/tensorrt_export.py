@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import statistics
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,14 +315,4 @@ def parse_trtexec_output(path_or_obj) -> dict[str, np.ndarray]:
     return out
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from deploy.fileio import atomic_write_bytes as _atomic_write_bytes  # noqa: E402
