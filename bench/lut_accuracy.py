@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=None, help="timed runs per whole model (default: the table's)")
+    ap.add_argument("--rounds", type=int, default=3, help="round-robin measurements of each whole model (pooled)")
     ap.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     args = ap.parse_args()
 
@@ -43,7 +44,8 @@ def main() -> None:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "hwnas", "lut", "validate", "--lut", args.lut, "--n", str(args.n),
            "--calibrate", str(args.calibrate), "--kind", args.kind, "--candidates", str(args.candidates),
-           "--seed", str(args.seed), "--out-dir", str(out_dir), "--exporter", args.exporter] + (["--runs", str(args.runs)] if args.runs else [])
+           "--seed", str(args.seed), "--out-dir", str(out_dir), "--exporter", args.exporter,
+           "--rounds", str(args.rounds)] + (["--runs", str(args.runs)] if args.runs else [])
     subprocess.run(cmd, check=True)
     wall_s = time.perf_counter() - t0
     load_after = os.getloadavg()

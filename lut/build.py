@@ -45,7 +45,8 @@ def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = No
 
 
 def _read_journal(path: Path) -> tuple[dict | None, list[dict]]:
-    """Header and complete rows; a torn last line (killed mid-write) is cut off the file."""
+    """Header and complete rows (each with its ``round``, 0 when absent); a torn last line (killed
+    mid-write) is cut off the file."""
     if not path.exists():
         return None, []
     data = path.read_bytes()
@@ -62,8 +63,21 @@ def _read_journal(path: Path) -> tuple[dict | None, list[dict]]:
         if "header" in obj:
             header = obj["header"]
         elif "row" in obj:
-            rows.append(obj["row"])
+            rows.append(dict(obj["row"], round=int(obj.get("round", 0))))
     return header, rows
+
+
+def _pooled_row(block_rows: list[dict], unstable_iqr: float) -> dict:
+    """The table row of a block measured in several rounds (one journal row each)."""
+    from profilers.stats import Measurement, pool
+
+    if len(block_rows) == 1:
+        return {k: v for k, v in block_rows[0].items() if k != "round"}
+    m = pool([Measurement.from_dict(r) for r in block_rows], unstable_iqr)
+    row = {k: v for k, v in m.to_dict().items() if k in COLUMNS}
+    last = block_rows[-1]
+    row.update(key=last["key"], kind=last["kind"], input_shapes=last["input_shapes"], measured_at=last["measured_at"])
+    return row
 
 
 def _append(f, obj: dict) -> None:
@@ -86,14 +100,18 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
           on_row: Callable[[dict], None] | None = None) -> LatencyTable:
     """Measure each distinct key of ``blocks`` with ``profiler`` into the table at ``out``.
 
-    ``space`` is ``{"name": ..., "hash": ...}``. ``limit`` stops after that many new
-    measurements (the journal stays, a rerun continues). Returns the table (compacted only when
-    complete; otherwise the rows so far, unwritten).
+    ``space`` is ``{"name": ..., "hash": ...}``. With ``profiler.protocol.rounds`` = R > 1 the
+    table is measured R times, each pass in a new random order, every block exported once, and a
+    block's row pools its R windows. ``limit`` stops after that many new measurements (the journal
+    stays, a rerun continues). Returns the table (compacted only when complete; otherwise the rows
+    finished so far, unwritten).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = table_metadata(profiler, space, resolutions)
-    done: dict[str, dict] = {}
+    rounds = int(getattr(profiler.protocol, "rounds", 1))
+    iqr = profiler.protocol.unstable_iqr
+    finished: dict[str, dict] = {}  # key -> table row (every round in)
 
     if out.exists():
         existing = LatencyTable.read(out)
@@ -102,7 +120,7 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
             raise LUTError(f"{out} exists and cannot be extended by this build: {problem}; use another --out")
         for r in existing.rows.to_dict("records"):
             r["samples_ms"] = [float(x) for x in r["samples_ms"]]
-            done[r["key"]] = r
+            finished[r["key"]] = r
         old_res = existing.metadata.get("resolutions") or []
         meta["resolutions"] = sorted(set(old_res) | set(meta["resolutions"] or []))
         if existing.calibration:  # a calibration fitted on the old blocks stays valid for them
@@ -114,38 +132,61 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
         problem = compatibility_problem(header, meta)
         if problem:
             raise LUTError(f"journal {jpath} is from another build ({problem}); delete it or use another --out")
+    by_round: dict[str, dict[int, dict]] = {}
     for r in journaled:
-        done.setdefault(r["key"], r)
+        if r["key"] not in finished:
+            by_round.setdefault(r["key"], {}).setdefault(r["round"], r)
 
     unique: dict[str, BlockSpec] = {}
     for b in blocks:
         unique.setdefault(b.key, b)
-    todo = [k for k in sorted(unique) if k not in done]
-    random.Random(seed).shuffle(todo)
+    todo: list[tuple[int, str]] = []
+    for rnd in range(rounds):
+        keys = [k for k in sorted(unique) if k not in finished and rnd not in by_round.get(k, {})]
+        random.Random(seed if rnd == 0 else f"{seed}|{rnd}").shuffle(keys)
+        todo += [(rnd, k) for k in keys]
     if limit is not None:
         todo = todo[:limit]
 
+    def complete(key: str) -> bool:
+        return key in finished or len(by_round.get(key, {})) >= rounds
+
     if todo:
+        import tempfile
+
         from tqdm import tqdm
 
-        with open(jpath, "a") as f:
+        with open(jpath, "a") as f, tempfile.TemporaryDirectory(prefix="hwnas-lut-") as tmp:
             if header is None:
                 _append(f, {"header": meta})
-            bar = tqdm(todo, desc=f"lut {space.get('name')} on {meta['backend']['name']}", unit="block",
-                       disable=not progress, initial=0, total=len(todo))
-            for key in bar:
+            desc = f"lut {space.get('name')} on {meta['backend']['name']}" + (f", {rounds} rounds" if rounds > 1 else "")
+            bar = tqdm(todo, desc=desc, unit="block", disable=not progress, total=len(todo))
+            artifacts: dict[str, Path] = {}
+            for rnd, key in bar:
                 block = unique[key]
-                m = profiler.measure(block.build(), block.example_inputs())
+                if rounds == 1:
+                    m = profiler.measure(block.build(), block.example_inputs())
+                else:  # exported once, measured in every round
+                    if key not in artifacts:
+                        artifacts[key] = profiler.export(block.build(), block.example_inputs(),
+                                                         Path(tmp) / f"block{len(artifacts)}{profiler.artifact_suffix}")
+                    m = profiler.measure_artifact(artifacts[key], list(block.input_shapes))
                 row = _row(block, m)
-                _append(f, {"row": row})
-                done[key] = row
+                _append(f, {"row": row, "round": rnd})
+                by_round.setdefault(key, {})[rnd] = dict(row, round=rnd)
                 bar.set_postfix_str(f"{block.kind} {m.median_ms:.3f} ms")
-                if on_row:
-                    on_row(row)
+                if complete(key):
+                    finished[key] = _pooled_row([by_round[key][i] for i in sorted(by_round[key])], iqr)
+                    if on_row:
+                        on_row(finished[key])
+                    if key in artifacts:
+                        artifacts.pop(key).unlink(missing_ok=True)
 
-    rows = [done[k] for k in sorted(done)]  # old rows of an extended table stay
-    table = LatencyTable(rows, meta)
-    if all(k in done for k in unique):
+    for key, rows in by_round.items():  # journaled by an earlier run, complete now
+        if key not in finished and complete(key):
+            finished[key] = _pooled_row([rows[i] for i in sorted(rows)], iqr)
+    table = LatencyTable([finished[k] for k in sorted(finished)], meta)  # old rows of an extended table stay
+    if all(k in finished for k in unique):
         table.write(out)
         jpath.unlink(missing_ok=True)
     return table
@@ -157,9 +198,15 @@ def read_rows(path: str | Path) -> tuple[dict, list[dict]]:
     if not p.is_file():
         raise LUTError(f"{p} does not exist (a finished build removes its journal: pass the .parquet)")
     if p.name.endswith(".journal.jsonl"):
-        header, rows = _read_journal(p)
+        header, journaled = _read_journal(p)
         if header is None:
             raise LUTError(f"{p} has no header line; not a latency-table journal")
+        proto = header.get("protocol") or {}
+        rounds, iqr = int(proto.get("rounds", 1)), float(proto.get("unstable_iqr", 0.10))
+        by_key: dict[str, dict[int, dict]] = {}
+        for r in journaled:
+            by_key.setdefault(r["key"], {}).setdefault(r["round"], r)
+        rows = [_pooled_row([rs[i] for i in sorted(rs)], iqr) for rs in by_key.values() if len(rs) >= rounds]
         return header, rows
     t = LatencyTable.read(p)
     rows = t.rows.to_dict("records")

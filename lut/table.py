@@ -40,6 +40,18 @@ def _settings(meta_backend: dict) -> dict:
     return {k: v for k, v in (meta_backend.get("settings") or {}).items() if k not in ("via", "host")}
 
 
+def _protocol(d: dict | None) -> dict:
+    # fields added later (rounds) compare as their defaults, so older tables stay usable
+    from profilers.stats import Protocol
+
+    if not d:
+        return {}
+    try:
+        return Protocol.from_dict(d).to_dict()
+    except Exception:  # an unreadable protocol compares as written
+        return dict(d)
+
+
 def compatibility_problem(a: dict, b: dict) -> str | None:
     """Why two tables' metadata cannot be mixed (first differing field), or None."""
     sa, sb = a.get("space", {}), b.get("space", {})
@@ -55,8 +67,10 @@ def compatibility_problem(a: dict, b: dict) -> str | None:
     if sa != sb:
         diff = "; ".join(f"{k}: {sa.get(k)!r} vs {sb.get(k)!r}" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k))
         return f"backend settings differ: {diff}"
-    if a.get("protocol") != b.get("protocol"):
-        return f"timing protocol differs: {a.get('protocol')} vs {b.get('protocol')}"
+    pa, pb = _protocol(a.get("protocol")), _protocol(b.get("protocol"))
+    if pa != pb:
+        diff = "; ".join(f"{k}: {pa.get(k)!r} vs {pb.get(k)!r}" for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k))
+        return f"timing protocol differs: {diff}"
     return None
 
 

@@ -32,6 +32,34 @@ class ModelCase:
     build: Callable[[], tuple]
 
 
+def table_profiler(table, *, runs: int | None = None, exporter: str = "dynamo", host: str | None = None,
+                   remote_python: str = "python3", ssh_config: str | None = None):
+    """A profiler configured exactly as ``table``'s (backend, threads, precision, options, protocol),
+    to measure whole models the table predicts. ``runs`` overrides the protocol's timed runs (whole
+    models run 10-100x longer than blocks: fewer runs reach the same time); ``exporter`` picks the ONNX
+    exporter of whole models; ``host`` measures through SSH (default: the host the table was built on)."""
+    import profilers
+    from profilers.stats import Protocol
+
+    b, d = table.backend, table.device
+    proto = dict(table.protocol)
+    if runs:
+        proto["runs"] = int(runs)
+    options = dict(b.get("options") or {})
+    if b["name"] == "onnxruntime-cpu":
+        options["exporter"] = exporter
+    common = dict(threads=int(d.get("threads") or 1), precision=d.get("precision") or "fp32",
+                  protocol=Protocol.from_dict(proto), **options)
+    host = host or (d.get("host") if d.get("via") == "ssh" else None)
+    if host:
+        prof = profilers.get("ssh", host=host, backend=b["name"], remote_python=remote_python,
+                             ssh_config=ssh_config, **common)
+    else:
+        prof = profilers.get(b["name"], **common)
+    table.check_compatible(device=prof.device_info(), backend=b["name"])
+    return prof
+
+
 def spread(predicted_ms: Sequence[float], n: int, exclude: set[int] = frozenset()) -> list[int]:
     """Indices of ``n`` candidates whose predictions are spread evenly over their whole range:
     for each of ``n`` evenly spaced targets the nearest not-yet-chosen candidate."""
@@ -74,11 +102,11 @@ def shard_journal(journal: Path, index: int, count: int) -> Path:
     return journal.with_name(f"{journal.stem}.{index}of{count}{journal.suffix}")
 
 
-def _load_journal(path: Path | None) -> dict[str, dict]:
-    """Measurements of the journal and of its shards (``<stem>.<i>of<k>.jsonl`` next to it)."""
+def _load_journal(path: Path | None) -> dict[str, dict[int, dict]]:
+    """``{name: {round: measurement}}`` of the journal and of its shards (``<stem>.<i>of<k>.jsonl``)."""
     if path is None:
         return {}
-    out = {}
+    out: dict[str, dict[int, dict]] = {}
     for p in [path, *sorted(path.parent.glob(f"{path.stem}.*of*{path.suffix}"))]:
         if not p.exists():
             continue
@@ -87,50 +115,78 @@ def _load_journal(path: Path | None) -> dict[str, dict]:
                 obj = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line from a killed run
-            out.setdefault(obj["name"], obj["measurement"])
+            out.setdefault(obj["name"], {}).setdefault(int(obj.get("round", 0)), obj["measurement"])
     return out
 
 
 def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = None, progress: bool = True,
-                  seed: int = 0, shard: tuple[int, int] | None = None) -> dict[str, dict]:
+                  seed: int = 0, shard: tuple[int, int] | None = None, rounds: int = 1) -> dict[str, dict]:
     """``{name: Measurement dict}``, measuring in a seeded random order; resumes from ``journal``.
+
+    ``rounds`` > 1 measures every model that many times, round-robin (each round in a fresh random
+    order, each model exported once): on a shared or virtual machine the speed drifts by 10-30 %
+    over seconds, and one window per model would put that drift into the model's number; pooled
+    over rounds minutes apart it averages out, as it does over the many blocks a table sums.
 
     ``shard=(i, k)`` measures only every k-th model (from the i-th, 1-based) into that shard's
     journal, so k processes can measure side by side; a later unsharded call reads them all.
     """
+    import tempfile
+
     from tqdm import tqdm
 
+    if rounds < 1:
+        raise LUTError(f"rounds must be >= 1, got {rounds}")
     done = _load_journal(journal)
     if shard is not None:
         i, k = shard
         cases = [c for n, c in enumerate(cases) if n % k == i - 1]
         journal = shard_journal(journal, i, k) if journal is not None else None
-    todo = [c for c in cases if c.name not in done]
-    random.Random(seed).shuffle(todo)
+    todo = []
+    for r in range(rounds):
+        order = [c for c in cases if r not in done.get(c.name, {})]
+        random.Random(f"{seed}|{r}").shuffle(order)
+        todo += [(r, c) for c in order]
     if journal is not None:
         journal.parent.mkdir(parents=True, exist_ok=True)
     f = open(journal, "a") if journal is not None else None
+    artifacts: dict[str, tuple[Path, list]] = {}
     try:
-        for case in tqdm(todo, desc="whole models", unit="model", disable=not progress):
-            module, inputs = case.build()
-            m = profiler.measure(module, inputs).to_dict()
-            done[case.name] = m
-            if f:
-                f.write(json.dumps({"name": case.name, "measurement": m}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+        with tempfile.TemporaryDirectory(prefix="hwnas-validate-") as tmp:
+            for r, case in tqdm(todo, desc="whole models" + (f" x {rounds} rounds" if rounds > 1 else ""), unit="model",
+                                disable=not progress):
+                if case.name not in artifacts:  # exported once, measured in every round
+                    module, inputs = case.build()
+                    path = Path(tmp) / f"model{len(artifacts)}{profiler.artifact_suffix}"
+                    artifacts[case.name] = (profiler.export(module, inputs, path), [tuple(t.shape) for t in inputs])
+                m = profiler.measure_artifact(*artifacts[case.name]).to_dict()
+                done.setdefault(case.name, {})[r] = m
+                if f:
+                    f.write(json.dumps({"name": case.name, "round": r, "measurement": m}) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                if rounds == 1:  # nothing to come back for: free the artifact
+                    artifacts.pop(case.name)[0].unlink(missing_ok=True)
     finally:
         if f:
             f.close()
-    return done
+    from profilers.stats import Measurement, pool
+
+    iqr = getattr(getattr(profiler, "protocol", None), "unstable_iqr", 0.10)
+    out = {}
+    for name, by_round in done.items():
+        chosen = [by_round[r] for r in sorted(by_round) if r < rounds] or [by_round[min(by_round)]]
+        out[name] = pool([Measurement.from_dict(m) for m in chosen], iqr).to_dict()
+    return out
 
 
 def validate(table, calibration_cases: Sequence[ModelCase], validation_cases: Sequence[ModelCase], profiler,
              journal: Path | None = None, progress: bool = True, calibration_kind: str = "auto",
-             shard: tuple[int, int] | None = None) -> dict | None:
+             shard: tuple[int, int] | None = None, rounds: int = 1) -> dict | None:
     """Measure both sets, fit the calibration on the first, report accuracy on the second
-    (``None`` for a shard: it only measures its part)."""
-    measured = measure_cases([*calibration_cases, *validation_cases], profiler, journal, progress, shard=shard)
+    (``None`` for a shard: it only measures its part). ``rounds``: see :func:`measure_cases`."""
+    measured = measure_cases([*calibration_cases, *validation_cases], profiler, journal, progress, shard=shard,
+                             rounds=rounds)
     if shard is not None:
         return None
     raw_cal = [table.raw_sum_ms(c.keys) for c in calibration_cases]
@@ -145,6 +201,8 @@ def validate(table, calibration_cases: Sequence[ModelCase], validation_cases: Se
         row = {"name": c.name, "n_blocks": len(c.keys), "raw_sum_ms": r, "measured_ms": m,
                "measured_iqr_over_median": measured[c.name]["iqr_over_median"],
                "measured_unstable": measured[c.name]["unstable"]}
+        if "round_medians_ms" in (measured[c.name].get("info") or {}):
+            row["measured_round_medians_ms"] = measured[c.name]["info"]["round_medians_ms"]
         if cal:
             row["calibrated_ms"] = calibrate.apply(cal, r, len(c.keys))
         report["models"].append(row)

@@ -40,6 +40,10 @@ class Protocol:
     max_attempts: int = 3
     max_runs: int = 100_000  # cap: a sub-microsecond op must not loop forever
     clock: str = "wall"  # "wall" | "thread_cpu"
+    # a job measuring many configurations (a LUT build, a validation) measures each in ``rounds``
+    # windows, round-robin over the job, and pools them (``pool``): a virtual machine's speed drifts
+    # by 10-30 % over seconds, and one window would put that drift into a single configuration
+    rounds: int = 1
 
     def __post_init__(self):
         if self.warmup_runs < 10 or self.warmup_s < 0.2:
@@ -48,8 +52,8 @@ class Protocol:
             )
         if self.clock not in CLOCKS:
             raise ProfilerError(f"clock {self.clock!r} unknown; allowed: {list(CLOCKS)}")
-        if self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1:
-            raise ProfilerError(f"runs >= 1, min_time_s >= 0 and max_attempts >= 1 required, got {self}")
+        if self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1 or self.rounds < 1:
+            raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1 and rounds >= 1 required, got {self}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,6 +161,20 @@ def time_callable(run: Callable[[], object], protocol: Protocol, clock: Callable
             break
     best.attempts = attempt
     return best
+
+
+def pool(measurements: list[Measurement], unstable_iqr: float = 0.10) -> Measurement:
+    """One measurement of a configuration measured in several windows (rounds): raw samples pooled,
+    statistics recomputed, each round's median kept in ``info["round_medians_ms"]``."""
+    if not measurements:
+        raise ProfilerError("nothing to pool")
+    if len(measurements) == 1:
+        return measurements[0]
+    info = dict(measurements[0].info)
+    info.update(rounds=len(measurements), round_medians_ms=[m.median_ms for m in measurements])
+    return Measurement.from_samples([x for m in measurements for x in m.samples_ms],
+                                    sum(m.warmup_runs for m in measurements), unstable_iqr,
+                                    sum(m.attempts for m in measurements), info)
 
 
 def from_external_samples(samples_ms, warmup_runs: int, protocol: Protocol, info: dict | None = None) -> Measurement:

@@ -305,6 +305,48 @@ def test_validate_reports_raw_and_calibrated(tmp_path):
     assert measure_cases(cases, ort(), journal=tmp_path / "m.jsonl", progress=False).keys() == set(chains)
 
 
+def test_build_in_rounds_pools_windows_and_resumes(tmp_path):
+    from dataclasses import replace
+
+    blocks = synthetic_blocks()
+    prof = profilers.get("onnxruntime-cpu", threads=1, protocol=replace(FAST, rounds=2), exporter="torchscript")
+    out = tmp_path / "r.parquet"
+    partial = build(blocks, prof, out, SPACE, progress=False, limit=len(blocks) + 2)  # round 0 done, 2 of round 1
+    assert len(partial.keys) == 2 and not out.exists()
+    lines = [json.loads(x) for x in journal_path(out).read_text().splitlines()[1:]]
+    assert [x["round"] for x in lines] == [0] * len(blocks) + [1, 1]  # a whole pass before the second one
+    t = build(blocks, prof, out, SPACE, progress=False)
+    assert t.keys == sorted(b.key for b in blocks) and not journal_path(out).exists()
+    assert (t.rows["runs"] == 2 * FAST.runs).all()  # two windows of FAST.runs samples each, pooled
+    assert LatencyTable.read(out).protocol["rounds"] == 2
+    # a one-round table is another protocol: not extended by a two-round build
+    build(blocks[:2], ort(), tmp_path / "one.parquet", SPACE, progress=False)
+    with pytest.raises(LUTError, match="timing protocol differs: rounds: 1 vs 2"):
+        build(blocks, prof, tmp_path / "one.parquet", SPACE, progress=False)
+
+
+def test_measure_cases_rounds_round_robin_pooled_and_resumable(tmp_path):
+    from lut.validate import measure_cases
+
+    cases = [chain_case(k, v) for k, v in {"a": [(4, 8, 3)], "b": [(4, 8, 3), (8, 8, 5)], "c": [(4, 8, 5)]}.items()]
+    journal = tmp_path / "m.jsonl"
+    got = measure_cases(cases, ort(), journal=journal, progress=False, rounds=2)
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert sorted((x["name"], x["round"]) for x in lines) == [(n, r) for n in "abc" for r in (0, 1)]
+    assert [x["round"] for x in lines] == [0, 0, 0, 1, 1, 1]  # round-robin: every model once before any twice
+    for name, m in got.items():
+        per_round = [x["measurement"] for x in lines if x["name"] == name]
+        assert m["runs"] == sum(r["runs"] for r in per_round)  # samples of both rounds pooled
+        assert m["info"]["round_medians_ms"] == [r["median_ms"] for r in per_round]
+        assert m["median_ms"] == pytest.approx(float(np.median([s for r in per_round for s in r["samples_ms"]])))
+    # killed before the last measurement: a rerun measures only what is missing
+    journal.write_text("\n".join(json.dumps(x) for x in lines[:-1]) + "\n")
+    measure_cases(cases, ort(), journal=journal, progress=False, rounds=2)
+    assert len(journal.read_text().splitlines()) == 6
+    with pytest.raises(LUTError, match="rounds must be >= 1"):
+        measure_cases(cases, ort(), rounds=0, progress=False)
+
+
 # ------------------------------------------------------------------------------------ CLI
 def _tiny_table(tmp_path, tiny_space, calibration=None):
     arch = tiny_space.sample(0)

@@ -24,6 +24,9 @@ def register(sub) -> None:
     q.add_argument("--resolutions", default=None, help="comma-separated input sizes (default: all of the space)")
     q.add_argument("--out", "-o", required=True, help="output .parquet (a journal next to it makes it resumable)")
     q.add_argument("--seed", type=int, default=0, help="seed of the randomised measuring order")
+    q.add_argument("--rounds", type=int, default=None,
+                   help="measure the whole table this many times, each pass in a new order, and pool each block's "
+                        "windows (default 1; 3 on a virtual machine whose speed drifts: 3x the time)")
     q.add_argument("--limit", type=int, default=None, help="stop after this many new blocks (a rerun continues)")
     q.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="ONNX exporter for blocks (onnxruntime/tensorrt backends; torchscript is ~50x faster)")
@@ -68,6 +71,9 @@ def register(sub) -> None:
         q.add_argument("--resolution", type=int, default=None, help="default: the table's resolutions")
         q.add_argument("--candidates", type=int, default=2000, help="sampled architectures to spread the models over")
         q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--rounds", type=int, default=3,
+                       help="measure every whole model this many times, round-robin, and pool (default 3: "
+                            "averages the machine's drift over minutes)")
         q.add_argument("--runs", type=int, default=None,
                        help="timed runs per whole model (default: the table's protocol; warm-up and clock stay the table's)")
         q.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"],
@@ -115,25 +121,10 @@ def _exporter_options(backend: str, exporter: str) -> dict:
 
 
 def _table_profiler(table, args):
-    """A profiler configured exactly as the table's (backend, threads, precision, options, protocol)."""
-    import profilers
-    from profilers.stats import Protocol
+    from lut.validate import table_profiler
 
-    b, d = table.backend, table.device
-    proto = dict(table.protocol)
-    if getattr(args, "runs", None):
-        proto["runs"] = args.runs  # whole models run 10-100x longer than blocks: fewer runs reach the same time
-    common = dict(threads=int(d.get("threads") or 1), precision=d.get("precision") or "fp32",
-                  protocol=Protocol.from_dict(proto), **(b.get("options") or {}),
-                  **_exporter_options(b["name"], getattr(args, "exporter", "dynamo")))
-    host = args.host or (d.get("host") if d.get("via") == "ssh" else None)
-    if host:
-        prof = profilers.get("ssh", host=host, backend=b["name"], remote_python=args.remote_python,
-                             ssh_config=args.ssh_config, **common)
-    else:
-        prof = profilers.get(b["name"], **common)
-    table.check_compatible(device=prof.device_info(), backend=b["name"])
-    return prof
+    return table_profiler(table, runs=getattr(args, "runs", None), exporter=getattr(args, "exporter", "dynamo"),
+                          host=args.host, remote_python=args.remote_python, ssh_config=args.ssh_config)
 
 
 def _cases(table, space, args, n_total: int):
@@ -274,7 +265,7 @@ def _validate(args) -> int:
     out_dir = Path(args.out_dir or f"{args.lut}.validation")
     shard = _shard(args.shard)
     report = validate(t, [cases[i] for i in cal], [cases[i] for i in val], prof, journal=out_dir / "measured.jsonl",
-                      progress=not args.no_progress, calibration_kind=args.kind, shard=shard)
+                      progress=not args.no_progress, calibration_kind=args.kind, shard=shard, rounds=args.rounds)
     if report is None:
         print(f"shard {args.shard}: measured; run without --shard to report")
         return 0
@@ -315,7 +306,8 @@ def _calibrate(args) -> int:
     raw, cases = _cases(t, space, args, args.n)
     _, cal = _pick(raw, 0, args.n)
     chosen = [cases[i] for i in cal]
-    measured = measure_cases(chosen, prof, journal=Path(f"{args.lut}.calibration.jsonl"), progress=not args.no_progress)
+    measured = measure_cases(chosen, prof, journal=Path(f"{args.lut}.calibration.jsonl"), progress=not args.no_progress,
+                             rounds=args.rounds)
     c = calibrate.fit([t.raw_sum_ms(x.keys) for x in chosen], [measured[x.name]["median_ms"] for x in chosen],
                       [len(x.keys) for x in chosen], kind=args.kind)
     t.with_calibration(c).write(args.lut)

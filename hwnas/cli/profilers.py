@@ -26,7 +26,7 @@ def make_profiler(args, protocol_defaults: dict | None = None, **backend_options
     from profilers.stats import Protocol
 
     fields = dict(protocol_defaults or {})
-    for name in ("runs", "min_time_s", "max_attempts", "clock"):
+    for name in ("runs", "min_time_s", "max_attempts", "clock", "rounds"):
         if getattr(args, name, None) is not None:
             fields[name] = getattr(args, name)
     protocol = Protocol(**fields)
