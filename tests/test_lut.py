@@ -123,6 +123,23 @@ def test_calibration_minimises_relative_error():
     assert apply(cal, 50.0) == pytest.approx(cal["a"] * 50 + cal["b_ms"])
 
 
+def test_auto_calibration_keeps_the_count_term_only_when_it_predicts_better_out_of_sample():
+    rng = np.random.default_rng(0)
+    n = rng.integers(30, 70, 16).astype(float)
+    x = rng.uniform(20, 120, 16)
+    # per-block overhead the isolated measurements carried: the count term is real
+    y = (1.0 * x - 0.3 * n + 2.0) * (1 + 0.005 * rng.standard_normal(16))
+    cal = fit(x, y, n)
+    assert cal["kind"] == "affine+count" and cal["c_ms_per_block"] == pytest.approx(-0.3, abs=0.05)
+    assert cal["loo_mape_pct"]["affine+count"] < cal["loo_mape_pct"]["affine"]
+    # no count effect, noisy measurements: the extra term would fit noise, affine is kept
+    y2 = (0.8 * x + 1.0) * (1 + 0.08 * rng.standard_normal(16))
+    cal2 = fit(x, y2, n)
+    assert cal2["kind"] == "affine" and cal2["loo_mape_pct"]["affine"] <= cal2["loo_mape_pct"]["affine+count"]
+    assert fit(x, y2, n, kind="affine+count")["kind"] == "affine+count"  # an explicit kind is obeyed
+    assert fit(x[:8], y[:8], n[:8])["kind"] == "affine"  # too few models for the count term
+
+
 def test_accuracy_metrics_on_known_values():
     measured = [10.0, 20.0, 40.0, 80.0]
     predicted = [10.4, 19.0, 40.0, 90.0]  # +4 %, -5 %, 0 %, +12.5 %
