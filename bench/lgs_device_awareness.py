@@ -89,7 +89,8 @@ def pick_winners(fronts: dict[str, list[dict]], n_targets: int) -> list[dict]:
     return picks
 
 
-def measure(archs: list[str], luts: dict[str, str], space, work: Path, runs: int | None) -> dict[str, dict[str, float]]:
+def measure(archs: list[str], luts: dict[str, str], space, work: Path, runs: int | None,
+            rounds: int) -> dict[str, dict[str, float]]:
     """``{lut name: {arch: measured median ms}}``: whole deploy-form models on each table's runtime."""
     import torch
 
@@ -110,7 +111,7 @@ def measure(archs: list[str], luts: dict[str, str], space, work: Path, runs: int
                 return for_export(SODNet(space, a)), (torch.randn(1, 3, a.resolution, a.resolution),)
 
             cases.append(ModelCase(s, [b.key for b in space.blocks(a)], build))
-        got = measure_cases(cases, prof, journal=work / f"measured-{name}.jsonl")
+        got = measure_cases(cases, prof, journal=work / f"measured-{name}.jsonl", rounds=rounds)
         out[name] = {s: float(got[s]["median_ms"]) for s in archs}
     return out
 
@@ -154,6 +155,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--targets", type=int, default=4, help="equal-accuracy targets")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per whole model (default: the table's)")
+    ap.add_argument("--rounds", type=int, default=3, help="round-robin windows per whole model (pooled)")
     ap.add_argument("--name", default="lgs_device_awareness")
     args = ap.parse_args()
 
@@ -187,7 +189,7 @@ def main() -> int:
 
     picks = pick_winners(fronts, args.targets)
     winners = sorted({w["arch"] for p in picks for w in p["winners"].values()})
-    measured = measure(winners, luts, space, work, args.runs)
+    measured = measure(winners, luts, space, work, args.runs, args.rounds)
     for p in picks:
         for w in p["winners"].values():
             w["predicted_ms"] = {n: lat_by_lut[n][w["arch"]] for n in names}

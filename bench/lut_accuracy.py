@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=None, help="timed runs per whole model (default: the table's)")
+    ap.add_argument("--resolution", type=int, default=None, help="validate at this input size only (default: the table's)")
     ap.add_argument("--rounds", type=int, default=3, help="round-robin measurements of each whole model (pooled)")
     ap.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     args = ap.parse_args()
@@ -45,7 +46,8 @@ def main() -> None:
     cmd = [sys.executable, "-m", "hwnas", "lut", "validate", "--lut", args.lut, "--n", str(args.n),
            "--calibrate", str(args.calibrate), "--kind", args.kind, "--candidates", str(args.candidates),
            "--seed", str(args.seed), "--out-dir", str(out_dir), "--exporter", args.exporter,
-           "--rounds", str(args.rounds)] + (["--runs", str(args.runs)] if args.runs else [])
+           "--rounds", str(args.rounds)]
+    cmd += (["--resolution", str(args.resolution)] if args.resolution else []) + (["--runs", str(args.runs)] if args.runs else [])
     subprocess.run(cmd, check=True)
     wall_s = time.perf_counter() - t0
     load_after = os.getloadavg()
@@ -69,7 +71,9 @@ def main() -> None:
     if cal:
         lines += ["", f"Calibration ({cal['kind']}, fitted on {cal['n_models']} separate models): "
                       f"a={cal['a']:.4f}, b={cal['b_ms']:.3f} ms"
-                      + (f", c={cal['c_ms_per_block']:.4f} ms/block" if "c_ms_per_block" in cal else "")]
+                      + (f", c={cal['c_ms_per_block']:.4f} ms/block" if "c_ms_per_block" in cal else "")
+                      + ("; leave-one-out MAPE " + ", ".join(f"{k} {v:.2f} %" for k, v in cal["loo_mape_pct"].items())
+                         if "loo_mape_pct" in cal else "")]
     lines += ["", f"Scatter plot: `{out_dir.name}/scatter.png`"]
     (RESULTS / f"lut_accuracy_{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

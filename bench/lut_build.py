@@ -123,7 +123,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "lut_build.json").write_text(json.dumps(result, indent=2))
     lines = ["# LUT build cost and repeatability (ONNX Runtime CPU)", "",
-             f"CPU: {result['host']['cpu_model']}, {os.cpu_count()} cores (shared with other jobs; load averages listed)", "",
+             f"CPU: {result['host']['cpu_model']}, {os.cpu_count()} cores (load averages listed: a busy machine slows every number)", "",
              "| space | resolutions | distinct blocks | wall | CPU time | repeat: blocks, median / p90 / max spread, sum diff | load before→after |",
              "|---|---|---|---|---|---|---|"]
     for r in runs:

@@ -21,7 +21,9 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 
 # name -> argv after `python bench/<name>.py`; the order puts the cheap ones first
+# (lut_accuracy and lgs_device_awareness need a table / a trained supernet: run them by hand, see their docstrings)
 BENCHMARKS: dict[str, list[str]] = {
+    "machine_drift": [],
     "lgs_coverage": [],
     "reparam_speedup": [],
     "train_throughput": [],
@@ -99,7 +101,9 @@ def summarise() -> str:
                            f"{_fmt(r.get('median_step_s'))} | {_fmt(load[0] if load else None, 1)} |")
         out.append("")
 
-    for md in sorted(RESULTS.glob("lut_*.md")) + sorted(RESULTS.glob("cells_*.md")):
+    mds = [RESULTS / "machine_drift.md", *sorted(RESULTS.glob("lut_*.md")), RESULTS / "lgs_device_awareness.md",
+           *sorted(RESULTS.glob("cells_*.md"))]
+    for md in (m for m in mds if m.is_file()):
         out += [f"## {md.stem} (from `{md.name}`)", "", md.read_text().strip(), ""]
     return "\n".join(out) + "\n"
 

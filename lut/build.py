@@ -102,7 +102,7 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
 
     ``space`` is ``{"name": ..., "hash": ...}``. With ``profiler.protocol.rounds`` = R > 1 the
     table is measured R times, each pass in a new random order, every block exported once, and a
-    block's row pools its R windows. ``limit`` stops after that many new measurements (the journal
+    block's row is its fastest window (``profilers.stats.pool``). ``limit`` stops after that many new measurements (the journal
     stays, a rerun continues). Returns the table (compacted only when complete; otherwise the rows
     finished so far, unwritten).
     """

@@ -124,9 +124,9 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
     """``{name: Measurement dict}``, measuring in a seeded random order; resumes from ``journal``.
 
     ``rounds`` > 1 measures every model that many times, round-robin (each round in a fresh random
-    order, each model exported once): on a shared or virtual machine the speed drifts by 10-30 %
-    over seconds, and one window per model would put that drift into the model's number; pooled
-    over rounds minutes apart it averages out, as it does over the many blocks a table sums.
+    order, each model exported once) and keeps the fastest window (``profilers.stats.pool``): on a
+    virtual machine the speed drifts by 10-35 % over seconds, only ever slower, and one window per
+    model would put that drift into the model's number.
 
     ``shard=(i, k)`` measures only every k-th model (from the i-th, 1-based) into that shard's
     journal, so k processes can measure side by side; a later unsharded call reads them all.

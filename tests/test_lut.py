@@ -334,7 +334,13 @@ def test_build_in_rounds_pools_windows_and_resumes(tmp_path):
     assert [x["round"] for x in lines] == [0] * len(blocks) + [1, 1]  # a whole pass before the second one
     t = build(blocks, prof, out, SPACE, progress=False)
     assert t.keys == sorted(b.key for b in blocks) and not journal_path(out).exists()
-    assert (t.rows["runs"] == 2 * FAST.runs).all()  # two windows of FAST.runs samples each, pooled
+    # each row is the faster of the block's two journaled windows
+    journal_rows = {}
+    for x in lines:
+        journal_rows.setdefault(x["row"]["key"], []).append(x["row"]["median_ms"])
+    for key, med in zip(t.rows["key"], t.rows["median_ms"]):
+        if len(journal_rows.get(key, [])) == 2:
+            assert med == min(journal_rows[key])
     assert LatencyTable.read(out).protocol["rounds"] == 2
     # a one-round table is another protocol: not extended by a two-round build
     build(blocks[:2], ort(), tmp_path / "one.parquet", SPACE, progress=False)
@@ -353,9 +359,10 @@ def test_measure_cases_rounds_round_robin_pooled_and_resumable(tmp_path):
     assert [x["round"] for x in lines] == [0, 0, 0, 1, 1, 1]  # round-robin: every model once before any twice
     for name, m in got.items():
         per_round = [x["measurement"] for x in lines if x["name"] == name]
-        assert m["runs"] == sum(r["runs"] for r in per_round)  # samples of both rounds pooled
+        fastest = min(per_round, key=lambda r: r["median_ms"])
+        assert m["median_ms"] == fastest["median_ms"] and m["samples_ms"] == fastest["samples_ms"]
         assert m["info"]["round_medians_ms"] == [r["median_ms"] for r in per_round]
-        assert m["median_ms"] == pytest.approx(float(np.median([s for r in per_round for s in r["samples_ms"]])))
+        assert m["info"]["round_runs"] == [r["runs"] for r in per_round]
     # killed before the last measurement: a rerun measures only what is missing
     journal.write_text("\n".join(json.dumps(x) for x in lines[:-1]) + "\n")
     measure_cases(cases, ort(), journal=journal, progress=False, rounds=2)

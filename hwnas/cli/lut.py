@@ -67,7 +67,7 @@ def register(sub) -> None:
         else:
             q.add_argument("--n", type=int, default=10, help="models to fit on (default 10)")
         q.add_argument("--kind", default="auto", choices=["auto", "affine", "affine+count"],
-                       help="calibration model (auto: affine+count from 6 models on, else affine)")
+                       help="calibration model (auto: the one with the lower leave-one-out error; affine+count needs >= 12 models)")
         q.add_argument("--resolution", type=int, default=None, help="default: the table's resolutions")
         q.add_argument("--candidates", type=int, default=2000, help="sampled architectures to spread the models over")
         q.add_argument("--seed", type=int, default=0)
