@@ -67,6 +67,14 @@ def _read_journal(path: Path) -> tuple[dict | None, list[dict]]:
     return header, rows
 
 
+def _by_key_and_round(journaled: list[dict]) -> dict[str, dict[int, dict]]:
+    """``{key: {round: row}}`` of journal rows (a window measured twice keeps its first row)."""
+    out: dict[str, dict[int, dict]] = {}
+    for r in journaled:
+        out.setdefault(r["key"], {}).setdefault(r["round"], r)
+    return out
+
+
 def _pooled_row(block_rows: list[dict], unstable_iqr: float) -> dict:
     """The table row of a block measured in several rounds (one journal row each)."""
     from profilers.stats import Measurement, pool
@@ -132,10 +140,7 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
         problem = compatibility_problem(header, meta)
         if problem:
             raise LUTError(f"journal {jpath} is from another build ({problem}); delete it or use another --out")
-    by_round: dict[str, dict[int, dict]] = {}
-    for r in journaled:
-        if r["key"] not in finished:
-            by_round.setdefault(r["key"], {}).setdefault(r["round"], r)
+    by_round = _by_key_and_round([r for r in journaled if r["key"] not in finished])
 
     unique: dict[str, BlockSpec] = {}
     for b in blocks:
@@ -203,10 +208,8 @@ def read_rows(path: str | Path) -> tuple[dict, list[dict]]:
             raise LUTError(f"{p} has no header line; not a latency-table journal")
         proto = header.get("protocol") or {}
         rounds, iqr = int(proto.get("rounds", 1)), float(proto.get("unstable_iqr", 0.10))
-        by_key: dict[str, dict[int, dict]] = {}
-        for r in journaled:
-            by_key.setdefault(r["key"], {}).setdefault(r["round"], r)
-        rows = [_pooled_row([rs[i] for i in sorted(rs)], iqr) for rs in by_key.values() if len(rs) >= rounds]
+        rows = [_pooled_row([rs[i] for i in sorted(rs)], iqr)
+                for rs in _by_key_and_round(journaled).values() if len(rs) >= rounds]
         return header, rows
     t = LatencyTable.read(p)
     rows = t.rows.to_dict("records")
