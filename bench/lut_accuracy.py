@@ -57,7 +57,9 @@ def main() -> None:
 
     d, cal = r["device"], r["calibration"]
     lines = [f"# LUT accuracy: {r['space']['name']} on {r['backend']['name']} ({d.get('threads')} thread(s))", "",
-             f"Table `{args.lut}`; device {d.get('cpu_model')} ({d.get('logical_cores')} cores); protocol {r['protocol']}.",
+             f"Table `{args.lut}`; device {d.get('cpu_model')} ({d.get('logical_cores')} cores)"
+             + (f", GPU {d['gpu_name']} (driver {d.get('gpu_driver')}), {d.get('precision')}" if d.get("gpu_name") else "")
+             + f"; protocol {r['protocol']}.",
              f"Load average before {tuple(round(x, 2) for x in load_before)}, after {tuple(round(x, 2) for x in load_after)}; "
              f"validation took {wall_s / 60:.1f} min.", "",
              "| prediction | n | MAPE | RMSPE | within ±5 % | within ±10 % | max error | bias | Kendall τ | Spearman ρ |",

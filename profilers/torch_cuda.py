@@ -98,7 +98,8 @@ class TorchCUDA(Profiler):
         dev = torch.device("cuda", self.device)
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         torch.backends.cudnn.benchmark = True
-        module = module.to(dev, dtype).eval()
+        # no .eval() here: a loaded torch.export module refuses it (it is exported in eval mode)
+        module = module.to(dev, dtype)
         inputs = tuple(t.to(dev, dtype) for t in inputs)
         with torch.cuda.device(dev), torch.inference_mode():
             ev = _EventClock(lambda: module(*inputs))
@@ -106,7 +107,7 @@ class TorchCUDA(Profiler):
             return time_callable(ev.run, self.protocol, clock=ev.clock, info=self.settings())
 
     def measure(self, model, example_inputs: tuple) -> Measurement:
-        return self._time(model, tuple(example_inputs))
+        return self._time(model.eval(), tuple(example_inputs))
 
     def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
         import torch

@@ -200,7 +200,7 @@ def test_executorch_xnnpack_measures_delegated():
 
 
 @pytest.mark.gpu
-def test_torch_cuda_measures_with_events():
+def test_torch_cuda_measures_with_events(tmp_path):
     ok, reason = profilers.get_class("torch-cuda").check_available()
     if not ok:
         pytest.skip(reason)
@@ -210,6 +210,10 @@ def test_torch_cuda_measures_with_events():
         _check_measurement(m, FAST)
         assert m.info["timer"] == "cuda-events"
         assert prof.device_info()["gpu_name"]
+    # the deploy form (a torch.export program), loaded back the way validation and remote runs do
+    artifact = prof.export(small_model(), small_inputs(), tmp_path / "m.pt2")
+    m = prof.measure_artifact(artifact, [tuple(t.shape) for t in small_inputs()])
+    _check_measurement(m, FAST)
 
 
 def test_runner_measures_an_artifact_in_a_subprocess(tmp_path):

@@ -13,8 +13,8 @@ def add_backend_args(p, default_backend: str | None = "onnxruntime-cpu") -> None
     p.add_argument("--host", default=None, help="measure on this SSH host (user@machine or a ~/.ssh/config alias)")
     p.add_argument("--remote-python", default="python3", help="python with hwnas's profilers on the remote host")
     p.add_argument("--ssh-config", default=None, help="ssh -F config file (default: your ~/.ssh/config)")
-    p.add_argument("--runs", type=int, default=None, help="timed runs at least (protocol default 50)")
-    p.add_argument("--min-time-s", type=float, default=None, help="timed seconds at least (protocol default 1.0)")
+    p.add_argument("--runs", type=int, default=None, help="timed runs at least (default 50; 100 per block in `lut build`)")
+    p.add_argument("--min-time-s", type=float, default=None, help="timed seconds at least (default 1.0; 0.2 per block in `lut build`)")
     p.add_argument("--max-attempts", type=int, default=None, help="re-measure an unstable result up to this many times")
     p.add_argument("--clock", default=None, choices=["wall", "thread_cpu"],
                    help="wall (default) or thread_cpu: CPU time of the calling thread, robust to other jobs "
