@@ -155,7 +155,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--targets", type=int, default=4, help="equal-accuracy targets")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per whole model (default: the table's)")
-    ap.add_argument("--rounds", type=int, default=3, help="round-robin windows per whole model (pooled)")
+    ap.add_argument("--rounds", type=int, default=3, help="round-robin windows per whole model (the fastest is kept)")
     ap.add_argument("--name", default="lgs_device_awareness")
     args = ap.parse_args()
 

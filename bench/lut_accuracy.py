@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=None, help="timed runs per whole model (default: the table's)")
     ap.add_argument("--resolution", type=int, default=None, help="validate at this input size only (default: the table's)")
-    ap.add_argument("--rounds", type=int, default=3, help="round-robin measurements of each whole model (pooled)")
+    ap.add_argument("--rounds", type=int, default=3, help="round-robin windows per whole model (the fastest is kept)")
     ap.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     args = ap.parse_args()
 

@@ -170,8 +170,9 @@ def pool(measurements: list[Measurement], unstable_iqr: float = 0.10) -> Measure
     Why the fastest: the disturbances seen here only ever slow a window down (a virtual machine
     running 20-35 % slow for seconds at a time, a neighbour's job), never speed it up, so the
     lowest window median is the least disturbed estimate (the reasoning of Python's ``timeit``).
-    On the inas-sod ORT table of bench/results/lut_accuracy_sod-ort1-r3 it cut the MAPE from
-    4.9 % (pooled samples) to 3.1 % when applied to blocks and whole models alike.
+    Evidence is mixed: re-scoring one inas-sod ORT build offline, it cut the MAPE from 4.9 % (pooled
+    samples) to 3.1 % (bench/results/lut_window_estimators.md), but a fresh build and validation
+    with it scored 6.6 % (lut_accuracy_sod-ort1-fw.md): this VM's noise swamps the difference.
     """
     if not measurements:
         raise ProfilerError("nothing to pool")

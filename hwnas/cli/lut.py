@@ -25,8 +25,8 @@ def register(sub) -> None:
     q.add_argument("--out", "-o", required=True, help="output .parquet (a journal next to it makes it resumable)")
     q.add_argument("--seed", type=int, default=0, help="seed of the randomised measuring order")
     q.add_argument("--rounds", type=int, default=None,
-                   help="measure the whole table this many times, each pass in a new order, and pool each block's "
-                        "windows (default 1; 3 on a virtual machine whose speed drifts: 3x the time)")
+                   help="measure the whole table this many times, each pass in a new order, and keep each block's "
+                        "fastest window (default 1; 3 on a virtual machine whose speed drifts: 3x the time)")
     q.add_argument("--limit", type=int, default=None, help="stop after this many new blocks (a rerun continues)")
     q.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="ONNX exporter for blocks (onnxruntime/tensorrt backends; torchscript is ~50x faster)")
@@ -72,8 +72,8 @@ def register(sub) -> None:
         q.add_argument("--candidates", type=int, default=2000, help="sampled architectures to spread the models over")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--rounds", type=int, default=3,
-                       help="measure every whole model this many times, round-robin, and pool (default 3: "
-                            "averages the machine's drift over minutes)")
+                       help="measure every whole model this many times, round-robin, and keep the fastest window "
+                            "(default 3: the machine's slow spells last seconds)")
         q.add_argument("--runs", type=int, default=None,
                        help="timed runs per whole model (default: the table's protocol; warm-up and clock stay the table's)")
         q.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"],
