@@ -152,8 +152,9 @@ class SearchSpace:
         """``base_dir``: where a relative ``backbone.genotype`` path is looked up (the YAML's folder)."""
         self.source = source
         self.cell_backbone: CellBackboneSpec | None = None
-        if not isinstance(config, dict):
-            raise SpaceError(f"search space {source}: expected a mapping, got {type(config).__name__}")
+        from hwnas.space_schema import check_space_config
+
+        check_space_config(config, source)  # every field's type and range, named, before anything is built
         backbone = config.get("backbone") or {"type": "mbconv"}
         kind = backbone.get("type", "mbconv") if isinstance(backbone, dict) else backbone
         if kind not in ("mbconv", "cells"):
@@ -237,6 +238,8 @@ class SearchSpace:
             data = yaml.safe_load(p.read_text())
         except OSError as e:
             raise SpaceError(f"cannot read search space file {p}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise SpaceError(f"search space file {p} is not a text (UTF-8 YAML) file") from None
         except yaml.YAMLError as e:
             raise SpaceError(f"search space file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):

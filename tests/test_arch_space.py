@@ -89,7 +89,7 @@ def test_space_errors(tmp_path):
     with pytest.raises(SpaceError, match="not valid YAML"):
         SearchSpace.from_yaml(bad)
     bad.write_text("name: x\nresolutions: [64]\n")
-    with pytest.raises(SpaceError, match="malformed definition"):
+    with pytest.raises(SpaceError, match="missing top-level key 'head'"):
         SearchSpace.from_yaml(bad)
 
 
