@@ -1,21 +1,484 @@
-"""Crash-safe artifact writes: a failed or killed export never leaves a half-written file that looks valid."""
+"""The project's one I/O layer: crash-safe writes, journals, resume identity, one-line error texts.
+
+``deploy`` is the bottom package, so ``profilers``, ``lut`` and ``hwnas`` all use this module
+instead of writing their own version of any of these:
+
+- ``atomic_write_bytes / atomic_write_text / atomic_write_json(path, ...)`` and the context manager
+  ``atomic_path(path)`` (yields a temporary path beside ``path``, renamed over it on success; for
+  writers that want a file name: ``torch.save``, pyarrow, exporters; directories work too). A killed
+  or failed write leaves the old file or the new one, never half of one.
+- ``file_digest(path)``: sha256 hex of a file or a directory tree; ``path_size(path)``.
+- ``first_line(exc)``: an exception's text as one line (never an ``IndexError`` on an empty message).
+- ``check_identity(found, expected, what)``: refuse to resume work written with other settings,
+  naming every differing field with both values.
+- ``Journal``: an append-only JSON-lines file with one identity header, a writer lock and one policy
+  for damaged lines (skipped with a warning that names the line and what is lost).
+- ``os_error_line(exc)``: the one-line text the CLI prints for an ``OSError`` (disk full, not a
+  directory, permission, ...), naming the path.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import json
 import os
+import shutil
+import socket
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` (mode 0644), then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+class FileIOError(Exception):
+    """A file the user pointed at cannot be used as asked (the CLI prints it as one line, exit 2)."""
+
+
+class IdentityError(FileIOError):
+    """Work on disk was written with other settings than the command's; resuming would mix them."""
+
+
+class JournalLockedError(FileIOError):
+    """Another live process is writing this journal."""
+
+
+def warn(message: str) -> None:
+    """A warning for the user (stderr, one line): damaged journal lines, stale locks taken over."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------- one-line texts
+def first_line(exc: BaseException, with_type: bool = False) -> str:
+    """The first non-empty line of ``str(exc)``; the type name when the message is empty.
+    ``with_type`` prefixes ``TypeName: `` (for errors whose type says more than the message)."""
+    lines = [s for s in str(exc).strip().splitlines() if s.strip()]
+    text = lines[0].strip() if lines else ""
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if with_type else text
+
+
+_OS_CAUSES = {
+    errno.ENOSPC: "no space left on device (disk full)",
+    errno.EDQUOT: "disk quota exceeded (disk full for this user)",
+    errno.ENOTDIR: "a component of the path is not a directory",
+    errno.EISDIR: "is a directory",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOENT: "no such file or directory",
+    errno.EEXIST: "already exists",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EMFILE: "too many open files",
+    errno.EIO: "input/output error",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<cause>: <path>`` for an ``OSError`` — what the CLI prints instead of a traceback."""
+    cause = _OS_CAUSES.get(exc.errno) or (exc.strerror or first_line(exc)).lower()
+    where = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not where:
+        return cause
+    return f"{cause}: {where[0]}" + (f" -> {where[1]}" if len(where) > 1 else "")
+
+
+def _with_path(exc: OSError, path: Path) -> OSError:
+    """``exc`` with ``filename`` set to ``path`` when the OS left it out (writes and fsyncs do)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+
+
+def _disk_full(directory: Path) -> bool:
+    """True when the file system holding ``directory`` has no space left for an ordinary user."""
     try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-        with os.fdopen(fd, "wb") as f:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+# ----------------------------------------------------------------------------------- atomic writes
+_UMASK: int | None = None
+
+
+def _file_mode() -> int:
+    """The mode an ordinary ``open(..., "w")`` would give (mkstemp makes 0600; artifacts are shared)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:  # the rename itself survives a power loss only once its directory is synced
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same file name, in a hidden staging folder); when the
+    block ends without an exception, the staged file (or directory) is renamed over ``path``.
+
+    On an exception nothing at ``path`` changes and the staging folder is removed. A writer that
+    fails with a non-``OSError`` on a full disk (``torch.save`` raises ``RuntimeError``) is reported
+    as ``OSError(ENOSPC)`` naming ``path``, so the CLI can say "disk full" instead of a traceback.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    staged = stage / path.name
+    try:
+        try:
+            yield staged
+        except OSError as e:
+            raise _with_path(e, path) from e
+        except Exception as e:
+            if _disk_full(path.parent):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+            raise
+        if not staged.exists():
+            raise FileNotFoundError(errno.ENOENT, "the writer did not create the staged file", str(staged))
+        try:
+            if staged.is_dir():
+                if path.is_dir():  # a directory cannot be renamed over a non-empty one: move the old aside
+                    os.replace(path, stage / (path.name + ".old"))
+            else:
+                os.chmod(staged, _file_mode())
+                with open(staged, "rb") as f:
+                    os.fsync(f.fileno())
+            os.replace(staged, path)
+            _fsync_dir(path.parent)
+        except OSError as e:
+            raise _with_path(e, path) from e
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` crash-safely (temporary file beside it, fsync, rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> Path:
+    """JSON with a trailing newline; paths and other odd values as ``str``."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------------------- digests
+def _hash_file(path: Path, h) -> None:
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 hex of a file; of a directory (``.mlpackage``): its files' relative paths and contents
+    in sorted order, so the digest is stable across machines."""
+    path = Path(path)
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            rel = f.relative_to(path).as_posix().encode()
+            h.update(len(rel).to_bytes(8, "little") + rel)
+            _hash_file(f, h)
+    else:
+        _hash_file(path, h)
+    return h.hexdigest()
+
+
+def path_size(path: str | Path) -> int:
+    """Bytes of a file, or of all files under a directory."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+# -------------------------------------------------------------------------------------- identity
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict) and d:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+_MISSING = "<missing>"
+
+
+def identity_differences(found: dict, expected: dict) -> list[str]:
+    """``field: found vs expected`` for every differing (dotted, nested) field, sorted."""
+    a, b = _flatten(found or {}), _flatten(expected or {})
+    return [f"{k}: {a.get(k, _MISSING)!r} vs {b.get(k, _MISSING)!r}"
+            for k in sorted(set(a) | set(b)) if a.get(k, _MISSING) != b.get(k, _MISSING)]
+
+
+def check_identity(found: dict, expected: dict, what: str) -> None:
+    """Raise ``IdentityError`` unless ``found`` (on disk) equals ``expected`` (this command's
+    settings); the message names every differing field with both values (found vs expected)."""
+    diff = identity_differences(found, expected)
+    if diff:
+        raise IdentityError(f"{what} was written with other settings ({'; '.join(diff)}; found vs this "
+                            "command's); use the same settings to resume, or another output path")
+
+
+# --------------------------------------------------------------------------------------- journals
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+class _Lock:
+    """An exclusive writer lock: ``<path>`` holds ``{"pid", "host"}`` of the owner, and the owner
+    holds ``flock`` on it (the kernel drops it when the owner dies, even by ``kill -9``, so a lock
+    left behind is recognised as stale without trusting the pid alone)."""
+
+    def __init__(self, path: Path, what: str):
+        self.path, self.what, self.fd = path, what, None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _file_mode())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._read(fd)
+                os.close(fd)
+                who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}" if holder else "another process"
+                raise JournalLockedError(f"{self.what} is being written by {who} (lock {self.path}); "
+                                         "wait for it to finish or use another output path") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # the previous owner may have unlinked the file between our open and flock: retry on the new one
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            break
+        old = self._read(fd)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        if old and old.get("pid") is not None:
+            if old.get("host") == me["host"] and isinstance(old.get("pid"), int) and _pid_alive(old["pid"]) \
+                    and old["pid"] != me["pid"]:
+                note = "its pid is alive but no longer holds the lock"
+            else:
+                note = "that process is gone"
+            warn(f"taking over the stale lock {self.path} of pid {old.get('pid')} on host {old.get('host')} ({note})")
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+            os.fsync(fd)
+        except OSError as e:
+            os.close(fd)
+            raise _with_path(e, self.path) from e
+        self.fd = fd
+
+    @staticmethod
+    def _read(fd: int) -> dict:
+        try:
+            raw = os.pread(fd, 4096, 0)
+            obj = json.loads(raw.decode() or "{}")
+            return obj if isinstance(obj, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # while still holding it: a waiter re-checks the inode
+        except OSError:
+            pass
+        os.close(self.fd)  # releases the flock
+        self.fd = None
+
+
+class Journal:
+    """An append-only JSON-lines file: one identity header line, then one JSON object per row.
+
+    - The header is ``{header_key: identity}``. Opening checks it against this command's
+      ``identity`` (``problem(found, expected) -> str | None``, default: every field must be equal)
+      and refuses (``IdentityError``) a different one or a second header line, naming the fields.
+    - A writer (``with Journal(...) as j``) holds ``<path>.lock`` (pid and host inside); a second
+      writer is refused naming the holder, a lock left by a dead process is taken over with a warning.
+    - ``append(row)`` writes one line, flushed and fsynced, so a ``kill -9`` loses at most the
+      row in flight. A write error (disk full) raises ``OSError`` naming the journal.
+    - A torn or garbage line anywhere (not JSON, not an object, missing a ``required`` key) is
+      skipped with a warning naming its line number and ``lost`` (what that line held), never a crash.
+      Rows before the header, or rows with no header at all, are refused: their settings are unknown.
+
+    ``read()`` / ``Journal.rows`` give the rows (header excluded) without taking the lock, so a
+    reader can look at a journal another process is writing.
+    """
+
+    def __init__(self, path: str | Path, identity: dict, *, what: str | None = None, header_key: str = "header",
+                 problem: Callable[[dict, dict], str | None] | None = None, required: tuple[str, ...] = (),
+                 lost: str = "one row", on_warning: Callable[[str], None] = warn):
+        self.path = Path(path)
+        self.identity = identity
+        self.what = what or f"journal {self.path}"
+        self.header_key = header_key
+        self.problem = problem
+        self.required = tuple(required)
+        self.lost = lost
+        self.on_warning = on_warning
+        self.header: dict | None = None
+        self.rows: list[dict] = []
+        self._lock = _Lock(self.path.with_name(self.path.name + ".lock"), self.what)
+        self._fd: int | None = None
+
+    # -------------------------------------------------------------------------------- reading
+    def read(self) -> list[dict]:
+        """Rows of the journal (empty when it does not exist), after checking its header."""
+        self.header, self.rows, _ = self._parse()
+        return self.rows
+
+    def _parse(self) -> tuple[dict | None, list[dict], bool]:
+        """(header, rows, ends_with_newline); warns for damaged lines, refuses mixed identities."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None, [], True
+        header, header_line, rows = None, 0, []
+        lines = data.split(b"\n")
+        complete = lines[-1] == b""
+        if complete:
+            lines = lines[:-1]
+        for n, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            torn = n == len(lines) and not complete
+            try:
+                obj = json.loads(raw.decode())
+            except (UnicodeDecodeError, ValueError):
+                obj = None
+            if not isinstance(obj, dict):
+                self._damaged(n, raw, "cut off by a kill or a full disk" if torn else "not a JSON object")
+                continue
+            if self.header_key in obj:
+                if header is not None:
+                    diff = self._difference(header, obj[self.header_key])
+                    raise IdentityError(
+                        f"{self.what} has a second header on line {n} (the first is on line {header_line})"
+                        + (f" with other settings: {diff}" if diff else "")
+                        + ": two runs wrote into it; their rows cannot be told apart. Delete it or use another output path")
+                header, header_line = obj[self.header_key], n
+                if not isinstance(header, dict):
+                    raise IdentityError(f"{self.what}: the header on line {n} is not an object")
+                diff = self._difference(header, self.identity)
+                if diff:
+                    raise IdentityError(f"{self.what} was written with other settings ({diff}; found vs this "
+                                        "command's); use the same settings to resume, or another output path")
+                continue
+            missing = [k for k in self.required if k not in obj]
+            if missing:
+                self._damaged(n, raw, f"no {', '.join(missing)}")
+                continue
+            if header is None:
+                raise IdentityError(f"{self.what} has a row on line {n} before any header line; the settings it was "
+                                    "written with are unknown. Delete it or use another output path")
+            rows.append(obj)
+        return header, rows, complete
+
+    def _difference(self, found: dict, expected: dict) -> str | None:
+        if self.problem is not None:
+            return self.problem(found, expected)
+        diff = identity_differences(found, expected)
+        return "; ".join(diff) if diff else None
+
+    def _damaged(self, n: int, raw: bytes, why: str) -> None:
+        shown = raw[:60].decode(errors="replace")
+        self.on_warning(f"{self.what} line {n} is damaged ({why}: {shown!r}{'...' if len(raw) > 60 else ''}, "
+                        f"{len(raw)} bytes); skipped: {self.lost} lost")
+
+    # -------------------------------------------------------------------------------- writing
+    def __enter__(self) -> Journal:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> Journal:
+        """Take the lock, read and check the journal, and make it ready for appends (writing the
+        header when there is none)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            self.header, self.rows, complete = self._parse()
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _file_mode())
+            self._fd = fd
+            if self.header is None and not self.rows and self.path.stat().st_size:
+                os.ftruncate(fd, 0)  # only damaged lines and no header: nothing worth keeping
+                complete = True
+            if not complete:
+                self._write(b"\n")  # the torn line stays (skipped when read); appends start a fresh line
+            if self.header is None:
+                self._write_line({self.header_key: self.identity})
+                self.header = self.identity
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def append(self, row: dict) -> None:
+        """One row, on disk (fsynced) when this returns."""
+        if self._fd is None:
+            raise RuntimeError(f"{self.what} is not open for writing")
+        self._write_line(row)
+        self.rows.append(row)
+
+    def _write_line(self, obj: dict) -> None:
+        self._write((json.dumps(obj, sort_keys=True) + "\n").encode())
+
+    def _write(self, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError as e:
+            raise _with_path(e, self.path) from e
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._lock.release()
+
+    def remove(self) -> None:
+        """Delete the journal (its rows are in a finished artifact now); keeps the lock until close."""
+        self.path.unlink(missing_ok=True)

@@ -1,18 +1,5 @@
-"""Crash-safe file writes: a killed job leaves either the old file or the new one, never half of one."""
+"""Moved to ``deploy.fileio`` (the project's one I/O module). This re-export only keeps the two
+modules that still import it here (``hwnas/train.py``, ``hwnas/search/evolution.py``) working
+until they switch; delete it then. Do not add anything."""
 
-from __future__ import annotations
-
-import os
-from pathlib import Path
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from deploy.fileio import atomic_write_text  # noqa: F401

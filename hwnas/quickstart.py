@@ -44,7 +44,7 @@ class QuickstartConfig:
     seed: int = 0
 
 
-from hwnas.fileio import atomic_write_text as _atomic_write  # noqa: E402
+from deploy.fileio import atomic_write_text as _atomic_write  # noqa: E402
 
 
 class Stages:

@@ -161,7 +161,7 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
     lines += ["", "## Stage wall times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in stage_seconds.items()]
     lines.append(f"| total | {sum(stage_seconds.values()):.0f} |")
-    from hwnas.fileio import atomic_write_text
+    from deploy.fileio import atomic_write_text
 
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")

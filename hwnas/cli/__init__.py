@@ -17,11 +17,12 @@ GROUPS = ["space", "data", "supernet", "eval", "baseline", "export", "profilers"
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from deploy.errors import ExportError
+    from deploy.fileio import FileIOError
     from hwnas.errors import HwnasError
     from lut.errors import LUTError
     from profilers.errors import ProfilerError
 
-    return (HwnasError, LUTError, ProfilerError, ExportError)
+    return (HwnasError, LUTError, ProfilerError, ExportError, FileIOError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except _user_errors() as e:
         print(f"hwnas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, not a directory, permission: the one mapping is deploy.fileio.os_error_line
+        from deploy.fileio import os_error_line
+
+        print(f"hwnas {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hwnas {args.command}: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
