@@ -13,8 +13,9 @@ instead of writing their own version of any of these:
   naming every differing field with both values.
 - ``Journal``: an append-only JSON-lines file with one identity header, a writer lock and one policy
   for damaged lines (skipped with a warning that names the line and what is lost).
-- ``os_error_line(exc)``: the one-line text the CLI prints for an ``OSError`` (disk full, not a
-  directory, permission, ...), naming the path.
+- Write errors surface as ``OSError`` with ``filename`` set to the file being written (the OS
+  leaves it out for writes and fsyncs), so the CLI's one-line mapping (``hwnas/cli/__init__.py``)
+  can name the path.
 """
 
 from __future__ import annotations
@@ -60,31 +61,6 @@ def first_line(exc: BaseException, with_type: bool = False) -> str:
     return f"{type(exc).__name__}: {text}" if with_type else text
 
 
-_OS_CAUSES = {
-    errno.ENOSPC: "no space left on device (disk full)",
-    errno.EDQUOT: "disk quota exceeded (disk full for this user)",
-    errno.ENOTDIR: "a component of the path is not a directory",
-    errno.EISDIR: "is a directory",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EROFS: "read-only file system",
-    errno.ENOENT: "no such file or directory",
-    errno.EEXIST: "already exists",
-    errno.ENAMETOOLONG: "file name too long",
-    errno.EMFILE: "too many open files",
-    errno.EIO: "input/output error",
-}
-
-
-def os_error_line(exc: OSError) -> str:
-    """``<cause>: <path>`` for an ``OSError`` — what the CLI prints instead of a traceback."""
-    cause = _OS_CAUSES.get(exc.errno) or (exc.strerror or first_line(exc)).lower()
-    where = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
-    if not where:
-        return cause
-    return f"{cause}: {where[0]}" + (f" -> {where[1]}" if len(where) > 1 else "")
-
-
 def _with_path(exc: OSError, path: Path) -> OSError:
     """``exc`` with ``filename`` set to ``path`` when the OS left it out (writes and fsyncs do)."""
     if exc.filename is not None or exc.errno is None:
@@ -128,13 +104,15 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same file name, in a hidden staging folder); when the
     block ends without an exception, the staged file (or directory) is renamed over ``path``.
 
     On an exception nothing at ``path`` changes and the staging folder is removed. A writer that
     fails with a non-``OSError`` on a full disk (``torch.save`` raises ``RuntimeError``) is reported
     as ``OSError(ENOSPC)`` naming ``path``, so the CLI can say "disk full" instead of a traceback.
+    ``durable=False`` skips the fsyncs (still safe against a killed process, not against a power
+    loss): for many small files that can be regenerated, e.g. a synthetic data set.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,10 +135,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                     os.replace(path, stage / (path.name + ".old"))
             else:
                 os.chmod(staged, _file_mode())
-                with open(staged, "rb") as f:
-                    os.fsync(f.fileno())
+                if durable:
+                    with open(staged, "rb") as f:
+                        os.fsync(f.fileno())
             os.replace(staged, path)
-            _fsync_dir(path.parent)
+            if durable:
+                _fsync_dir(path.parent)
         except OSError as e:
             raise _with_path(e, path) from e
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -23,7 +22,6 @@ from deploy.fileio import (
     check_identity,
     file_digest,
     first_line,
-    os_error_line,
     path_size,
 )
 
@@ -97,13 +95,6 @@ def test_first_line_never_raises_on_empty_messages():
     assert first_line(ValueError("\n  bad thing \nmore")) == "bad thing"
     assert first_line(KeyError("k"), with_type=True) == "KeyError: 'k'"
     assert first_line(OSError(), with_type=True) == "OSError"
-
-
-def test_os_error_line_names_cause_and_path():
-    e = OSError(errno.ENOSPC, "No space left on device", "/mnt/x/table.parquet")
-    assert os_error_line(e) == "no space left on device (disk full): /mnt/x/table.parquet"
-    assert "not a directory" in os_error_line(NotADirectoryError(errno.ENOTDIR, "Not a directory", "/etc/passwd/x"))
-    assert os_error_line(OSError(errno.EACCES, "Permission denied")) == "permission denied"
 
 
 def test_check_identity_names_every_differing_field():
@@ -232,7 +223,7 @@ def test_journal_takes_over_a_stale_lock(tmp_path):
             j.append({"k": 1})
     finally:
         fio.warn = orig
-    assert len(warnings) == 1 and f"stale lock" in warnings[0] and f"pid {pid}" in warnings[0]
+    assert len(warnings) == 1 and "stale lock" in warnings[0] and f"pid {pid}" in warnings[0]
 
 
 def test_journal_killed_writer_leaves_a_stale_lock_that_is_taken_over(tmp_path):
