@@ -2,7 +2,9 @@
 
 Each ``hwnas/cli/<group>.py`` defines ``register(subparsers)``; heavy imports happen inside the
 command functions so ``hwnas --help`` stays fast. A user's mistake (any of the packages' error
-types) prints one line and exits 2; anything else is a bug and keeps its traceback.
+types), a refused command line (checked option types: ``hwnas/cli/argtypes.py``) and a file-system
+error (``OSError``: path and cause) print one line and exit 2; anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -25,8 +27,32 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (HwnasError, LUTError, ProfilerError, ExportError, FileIOError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose refusals are one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
+
+
+def _os_error_line(e: OSError) -> str:
+    """``PATH: cause`` for a file-system error (disk full, not a directory, permission, read-only)."""
+    import errno
+
+    cause = e.strerror or _one_line(str(e)) or type(e).__name__
+    if e.errno == errno.ENOSPC:
+        cause = "no space left on device (the disk is full); free space and rerun to resume"
+    elif e.errno == errno.EDQUOT:
+        cause = "disk quota exceeded; free space and rerun to resume"
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {cause}" if paths else cause
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hwnas",
         description="Hardware-aware NAS for salient object detection: profile a device into a latency "
         "table, search a device-specific model, export it re-parameterized.",
@@ -45,19 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a refused command line (one line, code 2) or --help (code 0)
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         rc = args.func(args)
     except _user_errors() as e:
-        print(f"hwnas {args.command}: error: {e}", file=sys.stderr)
+        print(f"hwnas {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except OSError as e:  # disk full, not a directory, permission: the one mapping is deploy.fileio.os_error_line
-        from deploy.fileio import os_error_line
-
-        print(f"hwnas {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+    except OSError as e:  # the machine refused a read or write: name the path and the cause
+        print(f"hwnas {args.command}: error: {_os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hwnas {args.command}: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)

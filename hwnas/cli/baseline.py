@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hwnas.cli.argtypes import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("baseline", help="classical, training-free saliency baselines",
@@ -13,7 +15,7 @@ def register(sub) -> None:
     q.add_argument("--images", help="image folder (with --masks, instead of layout detection)")
     q.add_argument("--masks", help="mask folder")
     q.add_argument("--split", default="val", help="use DATA/SPLIT when it exists (default val)")
-    q.add_argument("--size", type=int, default=None,
+    q.add_argument("--size", type=positive_int, default=None,
                    help="resize images and masks to SIZE x SIZE (default: each file's own size, one at a time)")
     q.add_argument("--json", action="store_true", help="print the metrics as JSON")
     q.set_defaults(func=_ft)

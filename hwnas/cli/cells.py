@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from hwnas.cli.argtypes import device, non_negative_int, positive_float, positive_int
+
 
 def _option(text: str):
     """``KEY=VALUE`` with VALUE parsed as JSON when it parses (numbers, true/false, null), else a string."""
@@ -28,20 +30,20 @@ def register(sub) -> None:
                                  "Example: hwnas cells search --method eoinas --data digits --epochs 8 --out runs/eoinas")
     q.add_argument("--method", required=True, help="darts | dots | eoinas | msdarts")
     q.add_argument("--data", default="digits", help="digits | cifar10:DIR | cifar100:DIR (python-pickle folder)")
-    q.add_argument("--epochs", type=int, default=10)
+    q.add_argument("--epochs", type=positive_int, default=10)
     q.add_argument("--out", required=True, help="run directory (checkpoint, history, genotype)")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--image-size", type=int, default=None, help="pixels (default: digits 16, CIFAR 32)")
-    q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--channels", type=int, default=8, help="initial cell channels")
-    q.add_argument("--layers", type=int, default=5, help="cells; reduction at 1/3 and 2/3 depth")
-    q.add_argument("--lr", type=float, default=0.025)
-    q.add_argument("--arch-lr", type=float, default=3e-4)
-    q.add_argument("--max-samples", type=int, default=None, help="cap each search half (quick runs)")
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--image-size", type=positive_int, default=None, help="pixels (default: digits 16, CIFAR 32)")
+    q.add_argument("--batch-size", type=positive_int, default=64)
+    q.add_argument("--channels", type=positive_int, default=8, help="initial cell channels")
+    q.add_argument("--layers", type=positive_int, default=5, help="cells; reduction at 1/3 and 2/3 depth")
+    q.add_argument("--lr", type=positive_float, default=0.025)
+    q.add_argument("--arch-lr", type=positive_float, default=3e-4)
+    q.add_argument("--max-samples", type=positive_int, default=None, help="cap each search half (quick runs; default: no cap)")
     q.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option, e.g. dots: edges=any, op_epochs=3; eoinas: oii=false, markov=false; "
                         "msdarts: samples=3, iterations=2, bandwidth=0.1; darts/msdarts: arch_warmup_epochs=1")
-    q.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    q.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=_search)
 
@@ -49,20 +51,20 @@ def register(sub) -> None:
                      description="Example: hwnas cells train --genotype runs/dots/genotype.json --data digits --epochs 10")
     q.add_argument("--genotype", required=True, help="genotype.json")
     q.add_argument("--data", default="digits")
-    q.add_argument("--epochs", type=int, default=10)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--image-size", type=int, default=None)
-    q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--channels", type=int, default=8)
-    q.add_argument("--layers", type=int, default=5)
-    q.add_argument("--lr", type=float, default=0.05)
+    q.add_argument("--epochs", type=positive_int, default=10)
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--image-size", type=positive_int, default=None)
+    q.add_argument("--batch-size", type=positive_int, default=64)
+    q.add_argument("--channels", type=positive_int, default=8)
+    q.add_argument("--layers", type=positive_int, default=5)
+    q.add_argument("--lr", type=positive_float, default=0.05)
     q.add_argument("--out", default=None, help="write the result as JSON here")
-    q.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    q.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=_train)
 
     q = s.add_parser("random", help="a uniformly random genotype (the baseline), as JSON")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=non_negative_int, default=0)
     q.add_argument("--out", default=None, help="write genotype.json (+ .png) here instead of printing")
     q.set_defaults(func=_random)
 

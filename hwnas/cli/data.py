@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hwnas.cli.argtypes import fraction_below_one, non_negative_int, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("data", help="make a synthetic SOD set, check a dataset folder",
@@ -12,12 +14,12 @@ def register(sub) -> None:
                      description="Objects textured with real photographs on cluttered backgrounds cut from other "
                      "photographs, with distractors. Example: hwnas data synth --out data/synth --n 1000")
     q.add_argument("--out", required=True, help="output folder (an interrupted run resumes)")
-    q.add_argument("--n", type=int, required=True, help="number of image/mask pairs in all")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--size", type=int, default=128, help="side in pixels (default 128)")
-    q.add_argument("--val-fraction", type=float, default=0.2,
+    q.add_argument("--n", type=positive_int, required=True, help="number of image/mask pairs in all")
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--size", type=positive_int, default=128, help="side in pixels (default 128)")
+    q.add_argument("--val-fraction", type=fraction_below_one, default=0.2,
                    help="share of --n written to val/ (held out); 0 writes one flat images/ + masks/ set")
-    q.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    q.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1)")
     q.set_defaults(func=_synth)
 
     q = s.add_parser("check", help="detect a dataset's layout, pair images with masks, read every file",

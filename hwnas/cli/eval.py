@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hwnas.cli.argtypes import device, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -17,9 +19,9 @@ def register(sub) -> None:
     p.add_argument("--split", default="val", help="use DATA/SPLIT when it exists (default val)")
     p.add_argument("--calib", default=None,
                    help="BN recalibration images (default: DATA's train/ split when there is one, else DATA)")
-    p.add_argument("--calib-batches", type=int, default=20, help="batches for BN recalibration (default 20)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--calib-batches", type=positive_int, default=20, help="batches for BN recalibration (default 20)")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON lines")
     p.set_defaults(func=_eval)
 
@@ -51,7 +53,10 @@ def _eval(args) -> int:
 
     if args.calib_batches < 1:
         raise HwnasError(f"--calib-batches must be >= 1, got {args.calib_batches}")
-    net = load_supernet(args.supernet, space=args.space).to(args.device)
+    from hwnas.devices import resolve_device
+
+    device = resolve_device(args.device)
+    net = load_supernet(args.supernet, space=args.space).to(device)
     space = net.space
     archs = [(text, resolve_arch(space, text)) for text in args.arch]
     data_root = resolve_split(args.data, args.split)
@@ -72,7 +77,7 @@ def _eval(args) -> int:
         g = torch.Generator().manual_seed(0)  # fixed calibration batches: scores are reproducible
         calib_loader = torch.utils.data.DataLoader(calib, batch_size=args.batch_size, shuffle=True, generator=g)
         val_loader = torch.utils.data.DataLoader(val, batch_size=args.batch_size)
-        r = evaluate_arch(net, arch, val_loader, calib_loader, args.calib_batches, device=args.device, progress=True)
+        r = evaluate_arch(net, arch, val_loader, calib_loader, args.calib_batches, device=device, progress=True)
         name = text if len(text) <= 28 else arch.to_string()[:25] + "..."
         rows[name] = r
         if args.json:

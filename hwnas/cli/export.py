@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from hwnas.cli.argtypes import non_negative_int, positive_int
 
 
 def register(sub) -> None:
@@ -18,13 +19,13 @@ def register(sub) -> None:
     p.add_argument("--supernet", default=None, help="supernet checkpoint to take weights from (default: random weights)")
     p.add_argument("--calib", default=None,
                    help="image folder to recalibrate the subnet's BN statistics on before export (with --supernet)")
-    p.add_argument("--calib-batches", type=int, default=20, help="batches for BN recalibration (default 20)")
+    p.add_argument("--calib-batches", type=positive_int, default=20, help="batches for BN recalibration (default 20)")
     p.add_argument("--formats", default="onnx,executorch,coreml,tensorrt",
                    help="comma-separated: onnx, executorch, coreml, tensorrt (default: all)")
     p.add_argument("--out", required=True, help="output directory (artifacts + manifest.json)")
     p.add_argument("--tensorrt-precision", choices=["fp32", "fp16"], default="fp32")
     p.add_argument("--coreml-precision", choices=["fp32", "fp16"], default="fp32")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights when no --supernet (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random weights when no --supernet (default 0)")
     p.set_defaults(func=_export)
 
 

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from hwnas.cli.argtypes import int_list, non_negative_int, positive_int
 from hwnas.cli.profilers import add_backend_args, make_profiler
 
 # block tables have hundreds of sub-millisecond entries: >= 100 runs and 0.2 s of timed runs each keeps an
@@ -21,13 +22,13 @@ def register(sub) -> None:
 
     q = s.add_parser("build", help="measure every distinct block of a space (resumable: rerun to continue)")
     q.add_argument("--space", required=True, help="built-in space name or YAML file")
-    q.add_argument("--resolutions", default=None, help="comma-separated input sizes (default: all of the space)")
+    q.add_argument("--resolutions", type=int_list, default=None, help="comma-separated input sizes (default: all of the space)")
     q.add_argument("--out", "-o", required=True, help="output .parquet (a journal next to it makes it resumable)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the randomised measuring order")
-    q.add_argument("--rounds", type=int, default=None,
+    q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the randomised measuring order")
+    q.add_argument("--rounds", type=positive_int, default=None,
                    help="measure the whole table this many times, each pass in a new order, and keep each block's "
                         "fastest window (default 1; 3 on a virtual machine whose speed drifts: 3x the time)")
-    q.add_argument("--limit", type=int, default=None, help="stop after this many new blocks (a rerun continues)")
+    q.add_argument("--limit", type=positive_int, default=None, help="stop after this many new blocks (a rerun continues)")
     q.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="ONNX exporter for blocks (onnxruntime/tensorrt backends; torchscript is ~50x faster)")
     q.add_argument("--no-progress", action="store_true")
@@ -41,7 +42,7 @@ def register(sub) -> None:
 
     q = s.add_parser("show", help="a table's identity, size and statistics")
     q.add_argument("lut")
-    q.add_argument("--rows", type=int, default=0, help="also print the N slowest blocks")
+    q.add_argument("--rows", type=non_negative_int, default=0, help="also print the N slowest blocks")
     q.set_defaults(func=_show)
 
     q = s.add_parser("predict", help="predicted latency (ms) of an architecture")
@@ -57,24 +58,24 @@ def register(sub) -> None:
         q.add_argument("--lut", required=True)
         q.add_argument("--space", default=None, help="space YAML when the table's space is not built in")
         if name == "validate":
-            q.add_argument("--n", type=int, default=50, help="validation models (default 50)")
-            q.add_argument("--calibrate", type=int, default=10, help="separate models to fit the calibration on")
+            q.add_argument("--n", type=positive_int, default=50, help="validation models (default 50)")
+            q.add_argument("--calibrate", type=non_negative_int, default=10, help="separate models to fit the calibration on")
             q.add_argument("--save-calibration", action="store_true", help="store the fitted calibration in the table")
             q.add_argument("--out-dir", default=None, help="report.json + scatter.png (default: <lut>.validation/)")
             q.add_argument("--shard", default=None, metavar="I/K",
                            help="measure only part I of K of the models (K processes side by side); "
                                 "a final run without --shard reports")
         else:
-            q.add_argument("--n", type=int, default=10, help="models to fit on (default 10)")
+            q.add_argument("--n", type=positive_int, default=10, help="models to fit on (default 10)")
         q.add_argument("--kind", default="auto", choices=["auto", "affine", "affine+count"],
                        help="calibration model (auto: the one with the lower leave-one-out error; affine+count needs >= 12 models)")
-        q.add_argument("--resolution", type=int, default=None, help="default: the table's resolutions")
-        q.add_argument("--candidates", type=int, default=2000, help="sampled architectures to spread the models over")
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--rounds", type=int, default=3,
+        q.add_argument("--resolution", type=positive_int, default=None, help="default: the table's resolutions")
+        q.add_argument("--candidates", type=positive_int, default=2000, help="sampled architectures to spread the models over")
+        q.add_argument("--seed", type=non_negative_int, default=0)
+        q.add_argument("--rounds", type=positive_int, default=3,
                        help="measure every whole model this many times, round-robin, and keep the fastest window "
                             "(default 3: the machine's slow spells last seconds)")
-        q.add_argument("--runs", type=int, default=None,
+        q.add_argument("--runs", type=positive_int, default=None,
                        help="timed runs per whole model (default: the table's protocol; warm-up and clock stay the table's)")
         q.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"],
                        help="ONNX exporter for whole models (onnxruntime/tensorrt): dynamo = the deployed artifact "
@@ -101,15 +102,12 @@ def _space_for(table, override: str | None):
     return space
 
 
-def _resolutions(text: str | None, space) -> list[int]:
+def _resolutions(res: list[int] | None, space) -> list[int]:
+    """``--resolutions`` (parsed by ``argtypes.int_list``: never empty) checked against the space."""
     from hwnas.errors import ArchError
 
-    if not text:
+    if res is None:
         return list(space.resolutions)
-    try:
-        res = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ArchError(f"--resolutions {text!r}: expected comma-separated integers, e.g. 320 or 256,320") from None
     bad = [r for r in res if r not in space.resolutions]
     if bad:
         raise ArchError(f"--resolutions {bad} not in space {space.name}; allowed: {list(space.resolutions)}")

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 
+from hwnas.cli.argtypes import non_negative_float, positive_int
+
 
 def add_backend_args(p, default_backend: str | None = "onnxruntime-cpu") -> None:
     """Options that pick and configure a profiler (shared by `profilers measure` and `lut build`)."""
     p.add_argument("--backend", default=default_backend, help="profiler backend (see `hwnas profilers list`)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op / delegate threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="intra-op / delegate threads (default 1)")
     p.add_argument("--precision", default="fp32", help="fp32 (default) or fp16 where the backend has it")
     p.add_argument("--host", default=None, help="measure on this SSH host (user@machine or a ~/.ssh/config alias)")
     p.add_argument("--remote-python", default="python3", help="python with hwnas's profilers on the remote host")
     p.add_argument("--ssh-config", default=None, help="ssh -F config file (default: your ~/.ssh/config)")
-    p.add_argument("--runs", type=int, default=None, help="timed runs at least (default 50; 100 per block in `lut build`)")
-    p.add_argument("--min-time-s", type=float, default=None, help="timed seconds at least (default 1.0; 0.2 per block in `lut build`)")
-    p.add_argument("--max-attempts", type=int, default=None, help="re-measure an unstable result up to this many times")
+    p.add_argument("--runs", type=positive_int, default=None, help="timed runs at least (default 50; 100 per block in `lut build`)")
+    p.add_argument("--min-time-s", type=non_negative_float, default=None, help="timed seconds at least (default 1.0; 0.2 per block in `lut build`)")
+    p.add_argument("--max-attempts", type=positive_int, default=None, help="re-measure an unstable result up to this many times")
     p.add_argument("--clock", default=None, choices=["wall", "thread_cpu"],
                    help="wall (default) or thread_cpu: CPU time of the calling thread, robust to other jobs "
                         "on a shared machine; 1 thread only")
@@ -55,7 +57,7 @@ def register(sub) -> None:
     g.add_argument("--arch", help="ARCH.json or compact string")
     g.add_argument("--largest", action="store_true")
     g.add_argument("--smallest", action="store_true")
-    q.add_argument("--resolution", type=int, default=None)
+    q.add_argument("--resolution", type=positive_int, default=None)
     q.add_argument("--json", action="store_true", help="print the measurement as JSON (raw samples included)")
     add_backend_args(q)
     q.set_defaults(func=_measure)

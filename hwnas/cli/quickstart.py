@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hwnas.cli.argtypes import non_negative_int, positive_float, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -11,13 +13,13 @@ def register(sub) -> None:
         "Finished stages are reused on a rerun. Example: hwnas quickstart --out runs/quickstart",
     )
     p.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
-    p.add_argument("--train-minutes", type=float, default=None, help="supernet training budget in minutes (default 5)")
-    p.add_argument("--max-latency-ms", type=float, default=None,
+    p.add_argument("--train-minutes", type=positive_float, default=None, help="supernet training budget in minutes (default 5)")
+    p.add_argument("--max-latency-ms", type=positive_float, default=None,
                    help="latency budget for the exported model (default: the median latency of the Pareto front)")
-    p.add_argument("--images", type=int, default=None, help="synthetic images in all (default 1200)")
-    p.add_argument("--iterations", type=int, default=None, help="evolution iterations (default 4)")
-    p.add_argument("--population", type=int, default=None, help="initial population (default 100)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--images", type=positive_int, default=None, help="synthetic images in all (default 1200)")
+    p.add_argument("--iterations", type=positive_int, default=None, help="evolution iterations (default 4)")
+    p.add_argument("--population", type=positive_int, default=None, help="initial population (default 100)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from hwnas.cli.argtypes import non_negative_int, positive_int
 
 
 def register(sub) -> None:
@@ -20,9 +21,9 @@ def register(sub) -> None:
 
     q = s.add_parser("sample", help="uniformly sampled architectures as JSON lines")
     q.add_argument("name")
-    q.add_argument("--n", type=int, default=1)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--resolution", type=int, default=None)
+    q.add_argument("--n", type=positive_int, default=1)
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--resolution", type=positive_int, default=None)
     q.add_argument("--format", choices=["json", "string"], default="json")
     q.set_defaults(func=_sample)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hwnas.cli.argtypes import device, int_list, non_negative_float, non_negative_int, positive_float, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("supernet", help="train a weight-sharing supernet (sandwich rule), inspect a checkpoint",
@@ -20,25 +22,25 @@ def register(sub) -> None:
     q.add_argument("--masks", help="mask folder")
     q.add_argument("--out", required=True, help="run folder: supernet.pt, log.jsonl, curve.png, config.json")
     budget = q.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--steps", type=int, help="optimizer steps")
-    budget.add_argument("--epochs", type=float, help="passes over the training set")
-    budget.add_argument("--minutes", type=float, help="wall-clock budget; the step count is fixed after timing the first steps")
-    q.add_argument("--batch-size", type=int, default=16, help="images per step per process (default 16)")
-    q.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (default 2e-3)")
-    q.add_argument("--weight-decay", type=float, default=0.0)
-    q.add_argument("--warmup-steps", type=int, default=20)
-    q.add_argument("--num-random", type=int, default=2, help="random subnets per step besides largest and smallest")
+    budget.add_argument("--steps", type=positive_int, help="optimizer steps")
+    budget.add_argument("--epochs", type=positive_float, help="passes over the training set")
+    budget.add_argument("--minutes", type=positive_float, help="wall-clock budget; the step count is fixed after timing the first steps")
+    q.add_argument("--batch-size", type=positive_int, default=16, help="images per step per process (default 16)")
+    q.add_argument("--lr", type=positive_float, default=2e-3, help="peak Adam learning rate (default 2e-3)")
+    q.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    q.add_argument("--warmup-steps", type=non_negative_int, default=20)
+    q.add_argument("--num-random", type=non_negative_int, default=2, help="random subnets per step besides largest and smallest")
     q.add_argument("--student-loss", choices=["bce", "mse"], default="bce",
                    help="distillation loss of the non-largest subnets vs the largest's prediction (default bce, soft targets)")
-    q.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm (0 = off)")
-    q.add_argument("--resolutions", type=lambda s: [int(x) for x in s.split(",")], default=None,
+    q.add_argument("--grad-clip", type=non_negative_float, default=5.0, help="max gradient norm (0 = off)")
+    q.add_argument("--resolutions", type=int_list, default=None,
                    help="comma-separated training resolutions (default: the space's)")
     q.add_argument("--no-augment", dest="augment", action="store_false", help="no flip/crop/colour jitter")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps (and at the end)")
-    q.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
-    q.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    q.add_argument("--threads", type=int, default=None, help="torch intra-op threads per process")
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--save-every", type=positive_int, default=50, help="checkpoint every N steps (and at the end)")
+    q.add_argument("--workers", type=non_negative_int, default=0, help="data-loading worker processes")
+    q.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N")
+    q.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads per process")
     q.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
     q.add_argument("--no-progress", dest="progress", action="store_false")
     q.set_defaults(func=_train)
