@@ -5,24 +5,30 @@ every architecture of the space is a view of them, shared along four dimensions 
 channels (first ``k``), depth (first ``d`` layers of a stage), kernels (centre crop of one shared
 depthwise kernel through a learnable transform, BN per kernel size; see
 :class:`hwnas.ops.ElasticSMSU`), and multi-level fusion (the densest transport/decoder
-connections are built; an architecture uses a subset). With a fixed cell backbone
-(``backbone: {type: cells}``) only the head is weight-shared; the backbone is one plain module.
+connections are built; an architecture uses a subset). The backbone's elastic modules and how an
+architecture selects its path in them come from the space's backbone (``space.backbone``); with a
+fixed cell backbone (``backbone: {type: cells}``) only the head is weight-shared.
 
 Module paths mirror :class:`hwnas.model.SODNet` so :meth:`Supernet.subnet` copies module by module.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 
 from hwnas.arch import Arch
 from hwnas.errors import ArchError
-from hwnas.model import DECODER_UNITS, TRANSPORT_UNITS, SODNet, build_cell_backbone, decode
-from hwnas.ops import ElasticBranch, ElasticFusion, ElasticMBConv, ElasticStem, HeadLevel, PredictionHead, init_weights
-from hwnas.space import NUM_LEVELS, SearchSpace
+from hwnas.levels import NUM_LEVELS, TOTAL_STRIDE
+from hwnas.model import DECODER_UNITS, TRANSPORT_UNITS, SODNet, decode
+from hwnas.ops import ElasticBranch, ElasticFusion, ElasticMBConv, HeadLevel, PredictionHead, init_weights
 
-STRIDE_ALL_LEVELS = 2**NUM_LEVELS  # input sides must divide by this so every resampling is exact
+if TYPE_CHECKING:
+    from hwnas.space import SearchSpace
+
+STRIDE_ALL_LEVELS = TOTAL_STRIDE  # input sides must divide by this so every resampling is exact
 
 
 class ElasticStage(nn.Module):
@@ -49,24 +55,9 @@ class Supernet(nn.Module):
     def __init__(self, space: SearchSpace):
         super().__init__()
         self.space = space
-        self.level_stages = tuple(space.head.level_stages)
-        if space.cell_backbone is not None:
-            # a fixed cell backbone: one set of weights shared by every arch (only the head varies)
-            self.backbone = build_cell_backbone(space)
-            backbone_widths = list(space.cell_backbone.level_widths)
-        else:
-            self.backbone = None
-            self.stem = ElasticStem(max(space.stem_widths), space.stem_kernel_size, space.stem_stride)
-            stages, max_in = [], max(space.stem_widths)
-            for spec in space.stages:
-                layers = []
-                for li in range(max(spec.depths)):
-                    stride = spec.stride if li == 0 else 1
-                    layers.append(ElasticMBConv(max_in, max(spec.widths), spec.expand_ratio, stride, spec.kernel_sizes, space.se_ratio))
-                    max_in = max(spec.widths)
-                stages.append(ElasticStage(layers))
-            self.stages = nn.ModuleList(stages)
-            backbone_widths = [max(space.stages[s - 1].widths) for s in self.level_stages]
+        for name, module in space.backbone.elastic_modules().items():
+            setattr(self, name, module)
+        backbone_widths = [max(w) for w in space.backbone.level_width_choices()]
         ch, levels = space.head.channels, range(1, NUM_LEVELS + 1)
         self.transport = nn.ModuleList(
             HeadLevel(
@@ -92,13 +83,7 @@ class Supernet(nn.Module):
     def set_active(self, arch: Arch) -> None:
         """Select the sub-network ``forward`` computes (raises ArchError if not in the space)."""
         self.space.validate(arch)
-        if self.backbone is None:
-            self.stem.active_width = arch.stem_width
-            for stage, sa in zip(self.stages, arch.stages):
-                stage.active_depth = sa.depth
-                for layer, ks in zip(stage.layers, sa.kernel_sizes):
-                    layer.active_width = sa.width
-                    layer.smsu.active_kernels = ks
+        self.space.backbone.set_active(self, arch)
         for levels, arch_levels in ((self.transport, arch.transport), (self.decoder, arch.decoder)):
             for level, la in zip(levels, arch_levels):
                 level.inputs = la.inputs
@@ -120,13 +105,7 @@ class Supernet(nn.Module):
         on this supernet's device and in its train/eval mode; the active arch is not changed.
         """
         net = SODNet(self.space, arch)  # validates
-        if self.backbone is not None:
-            net.backbone.load_state_dict(self.backbone.state_dict())
-        else:
-            self.stem.copy_into(net.stem)
-            for estage, sstage in zip(self.stages, net.stages):
-                for elayer, slayer in zip(estage.layers, sstage):
-                    elayer.copy_into(slayer)
+        self.space.backbone.copy_into(self, net)
         for elevels, slevels in ((self.transport, net.transport), (self.decoder, net.decoder)):
             for elevel, slevel in zip(elevels, slevels):
                 for j, branch in slevel.branches.items():

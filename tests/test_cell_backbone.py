@@ -45,7 +45,7 @@ def test_space_fixes_the_backbone_and_searches_the_head(space):
     from hwnas.cells.genotype import load_genotype
 
     assert space.stages == () and space.stem_widths == (8,)
-    assert space.cell_backbone.level_widths == (8, 16, 32, 64, 128)
+    assert space.backbone.widths == (8, 16, 32, 64, 128)
     assert CellBackbone(load_genotype(GENOTYPE), 4, 1, stem_channels=8).out_channels == (8, 16, 32, 64, 128)
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(20)] + [space.smallest(), space.largest()]
@@ -77,7 +77,7 @@ def test_genotype_content_not_path_enters_the_hash(space, tmp_path):
     g_changed = json.loads(GENOTYPE.read_text())
     g_changed["normal"][0][0][0] = "sep_conv_5x5"
     other = SearchSpace({**cfg, "backbone": {**cfg["backbone"], "genotype": g_changed}})
-    assert other.hash != space.hash and other.cell_backbone.genotype_hash != space.cell_backbone.genotype_hash
+    assert other.hash != space.hash and other.backbone.genotype_hash != space.backbone.genotype_hash
     # the stored config is self-contained (checkpoints rebuild the space from it, without the file)
     assert isinstance(space.config["backbone"]["genotype"], dict)
     assert SearchSpace(json.loads(json.dumps(space.config))).hash == space.hash
@@ -88,7 +88,7 @@ def test_create_derives_a_cells_space_from_a_builtin_head(tmp_path):
     sp = create(f"inas-tiny:cells={tmp_path / 'geno.json'}:channels=4:stem_channels=8")
     base = create("inas-tiny")
     assert sp.name == "inas-tiny+cells" and sp.head.channels == base.head.channels
-    assert sp.resolutions == base.resolutions and sp.cell_backbone.channels == 4
+    assert sp.resolutions == base.resolutions and sp.backbone.channels == 4
     with pytest.raises(SpaceError, match="bad option 'chanels=4'"):
         create(f"inas-tiny:cells={tmp_path / 'geno.json'}:chanels=4")
     with pytest.raises(SpaceError, match="does not exist"):
@@ -144,7 +144,7 @@ def test_sandwich_training_updates_backbone_and_head(tmp_path):
     summary = train(cfg)
     assert summary["steps"] == 1 and summary["space_hash"] == create("inas-tiny-cells").hash
     reloaded = load_supernet(tmp_path / "run" / "supernet.pt")
-    assert reloaded.space.hash == summary["space_hash"] and reloaded.space.cell_backbone is not None
+    assert reloaded.space.hash == summary["space_hash"] and reloaded.space.backbone.type == "cells"
 
 
 # --------------------------------------------------------------------------------- LUT blocks
@@ -155,14 +155,14 @@ def test_blocks_cover_the_arch_and_the_cells_block_is_the_pyramid(space):
     paths = arch_block_paths(space, arch)
     (cells, path), rest = paths[0], paths[1:]
     assert path == "backbone" and cells.kind == "cells"
-    assert cells.key == f"cells r64 g{space.cell_backbone.genotype_hash} c4 n1 s8"
+    assert cells.key == f"cells r64 g{space.backbone.genotype_hash} c4 n1 s8"
     assert all(b.kind in ("branch", "fusion", "head") for b, _ in rest)
     levels = cells.build()(torch.randn(*cells.input_shapes[0]))
     assert [tuple(t.shape) for t in levels] == [(1, w, 64 // 2**i, 64 // 2**i)
-                                                for i, w in enumerate(space.cell_backbone.level_widths, 1)]
+                                                for i, w in enumerate(space.backbone.widths, 1)]
     # transport branches read the backbone's level widths
     t1 = [b for b, p in rest if p.startswith("transport.0.branches.")]
-    assert {b.input_shapes[0][1] for b in t1} <= set(space.cell_backbone.level_widths)
+    assert {b.input_shapes[0][1] for b in t1} <= set(space.backbone.widths)
     every = {b.key for b in space.all_blocks([64])}
     rng = random.Random(1)
     for a in [space.smallest(64), space.largest(64)] + [space.sample(rng, resolution=64) for _ in range(10)]:

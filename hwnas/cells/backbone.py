@@ -8,8 +8,8 @@ module stacks a genotype's cells into exactly that pyramid:
 - levels 2..5: one reduction cell (stride x2, channels x2) then ``cells_per_level`` normal cells.
 
 ``forward(x)`` returns the 5 level outputs, finest first; ``out_channels[i]`` is level i+1's width
-(the number of intermediate nodes x that level's cell width). ``hwnas.model`` plugs it into the
-iNAS head for spaces with ``backbone: {type: cells}`` (see ``hwnas.space``).
+(the number of intermediate nodes x that level's cell width). :mod:`hwnas.backbones.darts_cells`
+plugs it into the iNAS head for spaces with ``backbone: {type: cells}``.
 
 Deploy form (:meth:`CellBackbone.reparameterize`, the ``deploy.reparameterize`` protocol): every
 Conv+BN folds — the ``nn.Sequential`` ones by ``deploy``'s generic pass, the BN after the
@@ -26,8 +26,7 @@ from torch import nn
 
 from hwnas.cells.genotype import Genotype
 from hwnas.cells.space import FactorizedReduce, GenotypeCell
-
-NUM_LEVELS = 5
+from hwnas.levels import NUM_LEVELS
 
 
 class FoldedFactorizedReduce(nn.Module):
