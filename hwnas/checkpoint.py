@@ -43,21 +43,71 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+# what `supernet train` needs besides the weights to continue a run exactly
+RESUME_KEYS = {"optimizer": dict, "scheduler": dict, "scaler": dict, "total_steps": int, "step": int,
+               "elapsed_s": (int, float), "rng": dict}
+
+
+def torch_load_safely(path: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line refusals naming ``path``.
+
+    A file that needs more than tensors and plain data to unpickle is refused as unsafe, without
+    repeating torch's advice on how to load it anyway: hwnas never runs code from a file.
+    """
+    import re
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a {what} file")
+    if not path.exists():
+        raise CheckpointError(f"{path}: {what} file does not exist")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise  # the CLI names the path and the cause (permission, I/O error)
     except Exception as e:  # noqa: BLE001 — any unpickling failure means "not a readable checkpoint"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from None
+        text = str(e)
+        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if unsafe or "Weights only load failed" in text:
+            detail = f" (it references {unsafe.group(1)})" if unsafe else ""
+            raise CheckpointError(f"{path}: refused: the {what} holds Python objects other than tensors and plain "
+                                  f"data{detail}; hwnas loads only weights-only files and never runs code from one") from None
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        first = lines[0] if lines else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable {what} ({first[:200]})") from None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    The structure is checked here, once: ``space`` (name, hash, config) and ``model`` (tensors by
+    name); a missing or mistyped field is named. A run that resumes also calls :func:`check_resumable`.
+    """
+    path = Path(path)
+    data = torch_load_safely(path, map_location)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an hwnas supernet checkpoint")
     if data.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {data.get('version')} is not supported (expected {VERSION})")
+    space = data.get("space")
+    if not isinstance(space, dict) or not all(isinstance(space.get(k), t) for k, t in
+                                              (("name", str), ("hash", str), ("config", dict))):
+        raise CheckpointError(f"{path}: damaged checkpoint: 'space' must hold name, hash and config")
+    model = data.get("model")
+    if not isinstance(model, dict) or not model or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()):
+        raise CheckpointError(f"{path}: damaged checkpoint: 'model' must map parameter names to tensors")
     return data
+
+
+def check_resumable(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> None:
+    """:class:`CheckpointError` naming the first of :data:`RESUME_KEYS` that is missing or mistyped."""
+    for key, kind in RESUME_KEYS.items():
+        value = ckpt.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: damaged checkpoint: {key!r} is missing or not a "
+                                  f"{getattr(kind, '__name__', 'number')}; it cannot resume a run "
+                                  "(move it away to start afresh)")
 
 
 def space_record(space) -> dict[str, Any]:

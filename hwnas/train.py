@@ -368,13 +368,14 @@ class Trainer:
         self.dist.barrier()
 
     def try_resume(self) -> bool:
-        from hwnas.checkpoint import check_space, load_checkpoint, restore_rng
+        from hwnas.checkpoint import check_resumable, check_space, load_checkpoint, restore_rng
 
         path = self.checkpoint_path
         if not path.exists():
             return False
         ckpt = load_checkpoint(path, map_location="cpu")  # RNG states must stay CPU tensors
         check_space(ckpt, self.space, path)
+        check_resumable(ckpt, path)
         old = ckpt.get("config", {})
         changed = sorted(k for k, v in self.cfg.to_dict().items()
                          if k not in _RESUMABLE_CHANGES and k in old and not _same_setting(k, old[k], v))

@@ -84,7 +84,7 @@ def test_bad_arch_and_options(tmp_path, capsys, tiny_ckpt):
     _write_pairs(tmp_path / "d", ["a"])
     _one_line_error(capsys, ["eval", "--supernet", str(tiny_ckpt), "--arch", "r999_bogus", "--data", str(tmp_path / "d")],
                     r"error:")
-    _one_line_error(capsys, ["data", "synth", "--out", str(tmp_path / "s"), "--n", "0"], r"--n must be >= 1")
+    _one_line_error(capsys, ["data", "synth", "--out", str(tmp_path / "s"), "--n", "0"], r"argument --n: expected an integer >= 1")
     _one_line_error(capsys, ["supernet", "train", "--space", "inas-tiny", "--data", str(tmp_path / "d"), "--out",
                              str(tmp_path / "r"), "--steps", "1", "--batch-size", "4"], r"fewer than one batch")
 

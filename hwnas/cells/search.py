@@ -198,10 +198,12 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, progress: bool = True) ->
     start = 0
     seconds = 0.0
     if ckpt_path.exists():
-        try:
-            state = torch.load(ckpt_path, weights_only=True, map_location=device)
-        except Exception as e:  # a truncated or foreign file: say which, keep it for inspection
-            raise CheckpointError(f"cannot read {ckpt_path}: {e}") from None
+        from hwnas.checkpoint import torch_load_safely
+
+        # a truncated, foreign or unsafe file is refused in one line and kept for inspection
+        state = torch_load_safely(ckpt_path, map_location=device, what="cell-search checkpoint")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{ckpt_path}: not a cell-search checkpoint; use another --out or move it away")
         if state.get("config") != json.loads(json.dumps(config)):
             raise CheckpointError(
                 f"{ckpt_path} belongs to another search configuration; use another --out or delete it "
