@@ -49,7 +49,7 @@ def main() -> int:
     from hwnas.model import SODNet, for_export
     from hwnas.space import create
     from profilers.fingerprint import host_info
-    from profilers.onnxruntime_cpu import export_torchscript_onnx
+    from deploy.onnx_export import export_torchscript_onnx
 
     torch.manual_seed(0)
     space = create("inas-tiny")

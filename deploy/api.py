@@ -9,26 +9,19 @@ the artifact path). A failing format never stops the others (the Ultralytics ben
 
 from __future__ import annotations
 
-import difflib
+import errno
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn as nn
 
 from deploy.errors import ExportError
+from deploy.formats import get as get_format, parse_formats, parse_precisions
+from deploy.fileio import first_line
 
-# format name → artifact file name inside the export directory
-FORMATS = {
-    "onnx": "model.onnx",
-    "executorch": "model.pte",
-    "coreml": "model.mlpackage",
-    "tensorrt": "model.engine",
-}
 PASSED, PARITY_FAILED, UNVERIFIED, FAILED = "passed", "parity_failed", "unverified", "failed"
 STATUS_LABELS = {
     PASSED: "passed",
@@ -49,6 +42,7 @@ class FormatResult:
     parity: dict | None = None
     message: str = ""  # the cause of a failure, or why it could not be verified
     details: dict = field(default_factory=dict)  # delegation summary, Core ML spec, opset, precision…
+    companions: list[dict] = field(default_factory=list)  # files beside ``path`` it needs: file, size, sha256
 
     @property
     def label(self) -> str:
@@ -65,43 +59,26 @@ class FormatResult:
             "parity": self.parity,
             "message": self.message,
             "details": self.details,
+            "companions": self.companions,
         }
 
 
-def parse_formats(formats: str | Iterable[str]) -> list[str]:
-    """``"onnx,executorch"`` or a list → validated, de-duplicated names; unknown names get a suggestion."""
-    names = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats)]
-    names = [n for n in names if n]
-    if not names:
-        raise ExportError(f"no export format given; allowed: {', '.join(FORMATS)}")
-    out = []
-    for name in names:
-        name = _ALIASES.get(name, name)
-        if name not in FORMATS:
-            guess = difflib.get_close_matches(name, list(FORMATS) + list(_ALIASES), n=1, cutoff=0.5)
-            hint = f"; did you mean {_ALIASES.get(guess[0], guess[0])!r}?" if guess else ""
-            raise ExportError(f"unknown export format {name!r}{hint} (allowed: {', '.join(FORMATS)})")
-        if name not in out:
-            out.append(name)
-    return out
-
-
-_ALIASES = {"pte": "executorch", "xnnpack": "executorch", "mlpackage": "coreml", "trt": "tensorrt", "engine": "tensorrt"}
-
-
 def export(model: nn.Module, example_inputs: tuple, formats, out_dir, meta: dict | None = None, *,
-           tolerance: float | None = None, tensorrt_precision: str = "fp32", coreml_precision: str = "fp32",
-           progress=None) -> list[FormatResult]:
+           tolerance: float | None = None, precision: str | dict | None = None, progress=None) -> list[FormatResult]:
     """Export ``model`` (already in deploy form; put in eval mode here) to each format under
-    ``out_dir``, check parity, and write ``out_dir/manifest.json``. Returns one result per format.
+    ``out_dir``, check parity in each format's runtime, and write ``out_dir/manifest.json``.
 
-    ``meta`` goes into the manifest (``arch``, ``space``, ``space_hash``, ``weights``,
-    ``normalisation``, ``output``). ``progress(format_name)`` is called before each format.
+    ``formats``: names or aliases of registered formats (``deploy.formats``), a list or a comma
+    string. ``precision``: per format, ``"tensorrt=fp16"`` or ``{"tensorrt": "fp16"}`` (default:
+    each format's first precision). ``meta`` goes into the manifest (``arch``, ``space``,
+    ``space_hash``, ``weights``, ``normalisation``, ``output``). ``progress(format_name)`` is
+    called before each format. Returns one result per format.
     """
-    from deploy.manifest import build_manifest, file_digest, write_manifest
+    from deploy.manifest import build_manifest, write_manifest
     from deploy.parity import FP16_TOLERANCE, FP32_TOLERANCE, parity_inputs, reference_outputs
 
     names = parse_formats(formats)
+    precisions = parse_precisions(precision, names)
     if not isinstance(example_inputs, tuple) or not all(isinstance(x, torch.Tensor) for x in example_inputs):
         raise ExportError("example_inputs must be a tuple of tensors")
     out_dir = Path(out_dir)
@@ -114,43 +91,9 @@ def export(model: nn.Module, example_inputs: tuple, formats, out_dir, meta: dict
     for name in names:
         if progress:
             progress(name)
-        target = out_dir / FORMATS[name]
-        _remove(target)  # a stale artifact from an earlier run must not pass for this one
-        precision = {"tensorrt": tensorrt_precision, "coreml": coreml_precision}.get(name, "fp32")
-        tol = tolerance if tolerance is not None else (FP16_TOLERANCE if precision == "fp16" else FP32_TOLERANCE)
-        start = time.perf_counter()
-        result = FormatResult(name, FAILED, details={"precision": precision})
-        try:
-            _EXPORTERS[name](model, example_inputs, target, result, out_dir, precision)
-            result.export_s = time.perf_counter() - start
-            result.path = target
-            result.size_bytes, result.sha256 = file_digest(target)
-        except ExportError as e:
-            _remove(target)
-            result.export_s = time.perf_counter() - start
-            result.message = str(e)
-            results.append(result)
-            continue
-        except Exception as e:  # a bug in a toolchain must not abort the other formats
-            _remove(target)
-            result.export_s = time.perf_counter() - start
-            result.message = f"{name}: unexpected {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            results.append(result)
-            continue
-        try:
-            parity = _CHECKS[name](target, reference, inputs, tol)
-        except Exception as e:  # the artifact exists but its runtime could not run it
-            from deploy.parity import FAILED as P_FAILED, Parity
-
-            parity = Parity(name, P_FAILED, tol, reason=f"runtime error: {type(e).__name__}: {str(e).strip()[:200]}")
-        result.parity = parity.to_dict()
-        if parity.status == "passed":
-            result.status = PASSED
-        elif parity.status == "skipped":
-            result.status, result.message = UNVERIFIED, parity.reason
-        else:
-            result.status, result.message = PARITY_FAILED, f"{name}: parity failed: {parity.reason}"
-        results.append(result)
+        fmt = get_format(name)
+        results.append(_export_one(fmt, model, example_inputs, out_dir, precisions[name], reference, inputs,
+                                   tolerance, FP16_TOLERANCE if precisions[name] == "fp16" else FP32_TOLERANCE))
 
     manifest = build_manifest(meta or {}, [list(x.shape) for x in example_inputs],
                               [r.to_manifest(out_dir) for r in results])
@@ -158,70 +101,57 @@ def export(model: nn.Module, example_inputs: tuple, formats, out_dir, meta: dict
     return results
 
 
-# ------------------------------------------------------------------------------ per format
-def _export_onnx(model, example_inputs, target, result, out_dir, precision):
-    from deploy.onnx_export import export_onnx, onnx_opset
+def _export_one(fmt, model, example_inputs, out_dir: Path, precision: str, reference, inputs,
+                tolerance: float | None, default_tolerance: float) -> FormatResult:
+    from deploy.fileio import file_digest, path_size
+    from deploy.parity import FAILED as P_FAILED, SKIPPED, Parity
 
-    export_onnx(model, example_inputs, target)
-    result.details["opset"] = onnx_opset(target)
-
-
-def _export_executorch(model, example_inputs, target, result, out_dir, precision):
-    from deploy.executorch_export import export_pte_with_summary
-
-    _, summary = export_pte_with_summary(model, example_inputs, target)
-    result.details["delegation"] = summary.to_dict()
-    if not summary.fully_delegated:
-        # still a valid program, but portable kernels are ~50x slower: say so in the row
-        result.details["warning"] = f"ops outside XNNPACK (portable kernels): {summary.non_delegated_ops}"
-
-
-def _export_coreml(model, example_inputs, target, result, out_dir, precision):
-    from deploy.coreml_export import coreml_spec_summary, export_coreml
-
-    export_coreml(model, example_inputs, target, precision=precision)
-    spec = coreml_spec_summary(target)
-    result.details["spec"] = spec
-    expected_in = [list(x.shape) for x in example_inputs]
-    if [i["shape"] for i in spec["inputs"]] != expected_in:
-        raise ExportError(f"coreml: converted inputs {spec['inputs']} do not match the export shapes {expected_in}")
-
-
-def _export_tensorrt(model, example_inputs, target, result, out_dir, precision):
-    from deploy.onnx_export import export_onnx
-    from deploy.tensorrt_export import EngineConfig, build_engine, tensorrt_status
-
-    ok, reason = tensorrt_status()
-    if not ok:
-        raise ExportError(f"tensorrt: unavailable here: {reason}; build on the target with "
-                          f"`trtexec --onnx=model.onnx --saveEngine=model.engine`")
-    onnx_path = out_dir / FORMATS["onnx"]
-    tmp_dir = None
-    if not onnx_path.exists():  # the engine is built from ONNX; export one privately if not asked for
-        tmp_dir = Path(tempfile.mkdtemp(prefix=".trt-onnx-", dir=out_dir))
-        onnx_path = export_onnx(model, example_inputs, tmp_dir / "model.onnx")
+    target = out_dir / fmt.file
+    _remove_files(out_dir, fmt)  # a stale artifact from an earlier run must not pass for this one
+    tol = tolerance if tolerance is not None else default_tolerance
+    result = FormatResult(fmt.name, FAILED, details={"precision": precision})
+    start = time.perf_counter()
     try:
-        build_engine(onnx_path, target, EngineConfig(precision=precision))
-    finally:
-        if tmp_dir:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        details = fmt.export(model, example_inputs, target, precision=precision, out_dir=out_dir)
+        result.details.update(details or {})
+        missing = [f for f in fmt.files if not (out_dir / f).exists()]
+        if missing:
+            raise ExportError(f"{fmt.name}: the exporter did not write {missing}")
+    except Exception as e:  # a bug in a toolchain must not abort the other formats
+        _remove_files(out_dir, fmt)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # a full disk stops every format: the CLI reports it as such
+        result.export_s = time.perf_counter() - start
+        if isinstance(e, ExportError):
+            result.message = str(e)
+        elif isinstance(e, ImportError):
+            result.message = f"{fmt.name}: toolchain not installed ({first_line(e)}); {fmt.install_hint()}"
+        else:
+            result.message = f"{fmt.name}: unexpected {first_line(e, with_type=True)}"
+        return result
+    result.export_s = time.perf_counter() - start
+    result.path = target
+    result.size_bytes, result.sha256 = path_size(target), file_digest(target)
+    result.companions = [{"file": f, "size_bytes": path_size(out_dir / f), "sha256": file_digest(out_dir / f)}
+                         for f in fmt.companions]
+    try:
+        parity = fmt.check(target, reference, inputs, tol)
+    except Exception as e:  # the artifact exists but its runtime could not run it
+        parity = Parity(fmt.runtime or fmt.name, P_FAILED, tol, reason=f"runtime error: {first_line(e, with_type=True)[:200]}")
+    result.parity = parity.to_dict()
+    if parity.status == "passed":
+        result.status = PASSED
+    elif parity.status == SKIPPED:
+        result.status, result.message = UNVERIFIED, parity.reason
+    else:
+        result.status, result.message = PARITY_FAILED, f"{fmt.name}: parity failed: {parity.reason}"
+    return result
 
 
-def _check(name):
-    def run(target, reference, inputs, tol):
-        from deploy import parity
-
-        return getattr(parity, f"check_{name}")(target, reference, inputs, tol)
-
-    return run
-
-
-_EXPORTERS = {"onnx": _export_onnx, "executorch": _export_executorch, "coreml": _export_coreml, "tensorrt": _export_tensorrt}
-_CHECKS = {"onnx": _check("onnx"), "executorch": _check("pte"), "coreml": _check("coreml"), "tensorrt": _check("tensorrt")}
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+def _remove_files(out_dir: Path, fmt) -> None:
+    for name in fmt.files:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink()

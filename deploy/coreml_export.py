@@ -8,16 +8,15 @@ on ``interpolate(size=...)`` graphs with numpy >= 2.4, which is why the project 
 
 from __future__ import annotations
 
-import os
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from deploy.errors import ExportError
+from deploy.formats import Format, count_outputs, input_names, output_names
+from deploy.fileio import atomic_path, first_line
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -44,15 +43,15 @@ def export_coreml(model: nn.Module, example_inputs: tuple, path, precision: str 
     if path.suffix != ".mlpackage":
         raise ExportError(f"coreml: an ML Program is saved as a .mlpackage directory, got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = ["input"] if len(example_inputs) == 1 else [f"input{i}" for i in range(len(example_inputs))]
+    names = input_names(len(example_inputs))
     was_training = model.training
     model.eval()
     stage = "torch.export.export"
     try:
         with torch.no_grad():
-            n_out = _count_outputs(model(*example_inputs))
+            n_out = count_outputs(model(*example_inputs), "coreml")
             program = torch.export.export(model, example_inputs, strict=False).run_decompositions({})
-        out_names = ["output"] if n_out == 1 else [f"output{i}" for i in range(n_out)]
+        out_names = output_names(n_out)
         stage = "coremltools.convert"
         import numpy as np
 
@@ -67,17 +66,11 @@ def export_coreml(model: nn.Module, example_inputs: tuple, path, precision: str 
     except ExportError:
         raise
     except Exception as e:  # converters raise many types; name the stage and cause
-        raise ExportError(f"coreml: {stage} failed: {_first_line(e)}") from e
+        raise ExportError(f"coreml: {stage} failed: {first_line(e, with_type=True)}") from e
     finally:
         model.train(was_training)
-    staged = Path(tempfile.mkdtemp(prefix=".mlpackage-", dir=path.parent)) / path.name
-    try:
+    with atomic_path(path) as staged:  # a directory: the old package is replaced whole
         mlmodel.save(str(staged))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staged, path)
-    finally:
-        shutil.rmtree(staged.parent, ignore_errors=True)
     return path
 
 
@@ -119,14 +112,27 @@ def predict_coreml(path, inputs: dict) -> dict:
     return model.predict(inputs)
 
 
-def _count_outputs(out) -> int:
-    if isinstance(out, torch.Tensor):
-        return 1
-    if isinstance(out, (list, tuple)):
-        return sum(_count_outputs(o) for o in out)
-    raise ExportError(f"coreml: model output must be a tensor or a list/tuple of tensors, got {type(out).__name__}")
+# ------------------------------------------------------------------------------ parity and registration
+def check_coreml(path, reference, inputs, tolerance: float = 1e-4):
+    from deploy.parity import SKIPPED, Parity, compare, ordered_outputs
+
+    ok, reason = coreml_prediction_status()
+    if not ok:
+        return Parity("coreml", SKIPPED, tolerance, reason=reason)
+    result = predict_coreml(path, {n: x.numpy() for n, x in zip(input_names(len(inputs)), inputs)})
+    return compare("coreml", reference, ordered_outputs(result), tolerance)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
+def _export_format(model, example_inputs, target, *, precision, out_dir) -> dict:
+    export_coreml(model, example_inputs, target, precision=precision)
+    spec = coreml_spec_summary(target)
+    expected_in = [list(x.shape) for x in example_inputs]
+    if [i["shape"] for i in spec["inputs"]] != expected_in:
+        raise ExportError(f"coreml: converted inputs {spec['inputs']} do not match the export shapes {expected_in}")
+    return {"spec": spec}
+
+
+FORMAT = Format("coreml", "model.mlpackage", _export_format, check_coreml, aliases=("mlpackage",),
+                precisions=PRECISIONS, extra="coreml", runtime="coreml")
+
+

@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 
 from deploy.errors import ExportError
+from deploy.formats import Format
+from deploy.fileio import atomic_write_bytes, first_line
 
 # Graph plumbing that is not computation: it never runs as a kernel, so it never counts as a
 # "portable fallback" op.
@@ -78,12 +80,12 @@ def export_pte_with_summary(model: nn.Module, example_inputs: tuple, path) -> tu
             stage = "to_executorch"
             program = edge.to_executorch()
             buffer = program.buffer
+        except OSError:  # disk full etc.: reported as such by the CLI
+            raise
         except Exception as e:  # the toolchain raises many types; name the stage and cause
-            raise ExportError(f"executorch: {stage} failed: {_first_line(e)}") from e
+            raise ExportError(f"executorch: {stage} failed: {first_line(e, with_type=True)}") from e
     finally:
         model.train(was_training)
-    from deploy.fileio import atomic_write_bytes
-
     atomic_write_bytes(path, buffer)
     return path, summary
 
@@ -144,6 +146,33 @@ def _op_name(target) -> str:
     return name.split(".")[-2] if name.count(".") >= 2 else name
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+# ------------------------------------------------------------------------------ runtime and registration
+def run_pte(path, inputs) -> list:
+    """Outputs of the ``.pte`` program at ``path`` for ``inputs`` (tensors), ExecuTorch Python runtime."""
+    from executorch.runtime import Runtime
+
+    from deploy.parity import flatten_outputs
+
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    return flatten_outputs(list(method.execute(tuple(inputs))))
+
+
+def check_pte(path, reference, inputs, tolerance: float = 1e-4):
+    from deploy.parity import compare
+
+    return compare("executorch-xnnpack", reference, run_pte(path, inputs), tolerance)
+
+
+def _export_format(model, example_inputs, target, *, precision, out_dir) -> dict:
+    _, summary = export_pte_with_summary(model, example_inputs, target)
+    details = {"delegation": summary.to_dict()}
+    if not summary.fully_delegated:
+        # still a valid program, but portable kernels are ~50x slower: say so in the row
+        details["warning"] = f"ops outside XNNPACK (portable kernels): {summary.non_delegated_ops}"
+    return details
+
+
+FORMAT = Format("executorch", "model.pte", _export_format, check_pte, aliases=("pte", "xnnpack"),
+                extra="executorch", runtime="executorch-xnnpack")

@@ -3,26 +3,25 @@
 One manifest per export directory: the architecture and where its weights came from, the input
 (shape, layout, normalisation) and output meaning, library versions, and per artifact its file,
 size, sha256, export time, parity figures, delegation/spec details, and what could not be
-verified here and why. Written atomically (tmp + ``os.replace``).
+verified here and why. Written atomically (``deploy.fileio.atomic_write_json``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import os
 import platform
-import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from deploy.fileio import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 
 # distribution names, read from package metadata so nothing heavy is imported
 _DISTRIBUTIONS = ("torch", "onnx", "onnxruntime", "onnxscript", "executorch", "coremltools", "tensorrt",
-                  "litert-torch", "ai-edge-litert", "numpy")
+                  "openvino", "litert-torch", "ai-edge-litert", "numpy")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -33,30 +32,6 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def file_digest(path) -> tuple[int, str]:
-    """(size in bytes, sha256 hex). A directory (``.mlpackage``) hashes its files' relative paths and
-    contents in sorted order, so the digest is stable across machines."""
-    path = Path(path)
-    h = hashlib.sha256()
-    if path.is_dir():
-        size = 0
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            rel = f.relative_to(path).as_posix().encode()
-            h.update(len(rel).to_bytes(8, "little") + rel)
-            size += _hash_file(f, h)
-        return size, h.hexdigest()
-    return _hash_file(path, h), h.hexdigest()
-
-
-def _hash_file(path: Path, h) -> int:
-    size = 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            size += len(chunk)
-    return size
 
 
 def build_manifest(meta: dict, input_shapes: list[list[int]], artifacts: list[dict]) -> dict:
@@ -93,16 +68,7 @@ def write_manifest(out_dir, manifest: dict) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=out_dir)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-        with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, manifest, indent=2)
     return path
 
 

@@ -86,51 +86,10 @@ def compare(runtime: str, reference: Sequence[np.ndarray], outputs: Sequence[np.
     return Parity(runtime, status, tolerance, max_diff, mean, reason)
 
 
-# ------------------------------------------------------------------------------ per runtime
-def run_onnx(path, inputs: Sequence[torch.Tensor], threads: int = 1) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feeds = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), inputs)}
-    return list(sess.run(None, feeds))
-
-
-def run_pte(path, inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
-    from executorch.runtime import Runtime
-
-    method = Runtime.get().load_program(str(path)).load_method("forward")
-    return flatten_outputs(list(method.execute(tuple(inputs))))
-
-
-def check_onnx(path, reference, inputs, tolerance: float = FP32_TOLERANCE) -> Parity:
-    return compare("onnxruntime-cpu", reference, run_onnx(path, inputs), tolerance)
-
-
-def check_pte(path, reference, inputs, tolerance: float = FP32_TOLERANCE) -> Parity:
-    return compare("executorch-xnnpack", reference, run_pte(path, inputs), tolerance)
-
-
-def check_coreml(path, reference, inputs, tolerance: float = FP32_TOLERANCE) -> Parity:
-    from deploy.coreml_export import coreml_prediction_status, predict_coreml
-
-    ok, reason = coreml_prediction_status()
-    if not ok:
-        return Parity("coreml", SKIPPED, tolerance, reason=reason)
-    names = ["input"] if len(inputs) == 1 else [f"input{i}" for i in range(len(inputs))]
-    result = predict_coreml(path, {n: x.numpy() for n, x in zip(names, inputs)})
-    outs = [result[k] for k in _ordered(result)]
-    return compare("coreml", reference, outs, tolerance)
-
-
-def check_tensorrt(path, reference, inputs, tolerance: float = FP32_TOLERANCE) -> Parity:
-    from deploy.tensorrt_export import run_engine
-
-    names = ["input"] if len(inputs) == 1 else [f"input{i}" for i in range(len(inputs))]
-    result = run_engine(path, {n: x.numpy() for n, x in zip(names, inputs)})
-    return compare("tensorrt", reference, [result[k] for k in _ordered(result)], tolerance)
+def ordered_outputs(named: dict) -> list:
+    """Values of ``{"output": ...}`` or ``{"output0": ..., "output1": ..., "output10": ...}`` in
+    numeric order (runtimes that return outputs by name: Core ML, TensorRT)."""
+    return [named[k] for k in _ordered(named)]
 
 
 def _ordered(named: dict) -> list[str]:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from deploy.errors import ExportError
+from deploy.formats import Format
 
 PRECISIONS = ("fp32", "fp16")
 JETSON_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -316,3 +317,40 @@ def parse_trtexec_output(path_or_obj) -> dict[str, np.ndarray]:
 
 
 from deploy.fileio import atomic_write_bytes as _atomic_write_bytes  # noqa: E402
+
+
+# ------------------------------------------------------------------------------ parity and registration
+def check_tensorrt(path, reference, inputs, tolerance: float = 1e-4):
+    from deploy.formats import input_names
+    from deploy.parity import compare, ordered_outputs
+
+    result = run_engine(path, {n: x.numpy() for n, x in zip(input_names(len(inputs)), inputs)})
+    return compare("tensorrt", reference, ordered_outputs(result), tolerance)
+
+
+def _export_format(model, example_inputs, target, *, precision, out_dir) -> dict:
+    """The engine is built from ONNX: the export directory's ``model.onnx`` when that format ran
+    first, else a private one removed afterwards."""
+    import tempfile
+
+    from deploy.onnx_export import FORMAT as ONNX, export_onnx
+
+    ok, reason = tensorrt_status()
+    if not ok:
+        raise ExportError(f"tensorrt: unavailable here: {reason}; build on the target with "
+                          f"`trtexec --onnx=model.onnx --saveEngine=model.engine`")
+    onnx_path = Path(out_dir) / ONNX.file
+    tmp_dir = None
+    if not onnx_path.exists():
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".trt-onnx-", dir=out_dir))
+        onnx_path = export_onnx(model, example_inputs, tmp_dir / "model.onnx")
+    try:
+        build_engine(onnx_path, target, EngineConfig(precision=precision))
+    finally:
+        if tmp_dir:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return {}
+
+
+FORMAT = Format("tensorrt", "model.engine", _export_format, check_tensorrt, aliases=("trt", "engine"),
+                precisions=PRECISIONS, extra=None, runtime="tensorrt")

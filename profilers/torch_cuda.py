@@ -83,11 +83,9 @@ class TorchCUDA(Profiler):
         return info
 
     def export(self, model, example_inputs: tuple, path: Path) -> Path:
-        import torch
+        from deploy.pt2_export import export_pt2
 
-        ep = torch.export.export(model.eval(), tuple(example_inputs))
-        torch.export.save(ep, str(path))
-        return Path(path)
+        return export_pt2(model, tuple(example_inputs), path)
 
     def _time(self, module, inputs) -> Measurement:
         import torch

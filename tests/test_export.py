@@ -28,7 +28,7 @@ def exported(model, tmp_path_factory):
     (out / "model.engine").write_bytes(b"stale engine from an earlier run")
     meta = {"arch": {"name": "tiny"}, "space": "test", "normalisation": {"mean": [0.5] * 3, "std": [0.25] * 3},
             "output": {"meaning": "probability"}}
-    results = deploy.export(model, (X,), "onnx,executorch,coreml,tensorrt", out, meta)
+    results = deploy.export(model, (X,), "onnx,executorch,coreml,tensorrt,openvino,tflite", out, meta)
     return out, {r.format: r for r in results}
 
 
@@ -126,9 +126,10 @@ def test_parse_formats_suggests_and_accepts_aliases():
     from deploy import parse_formats
 
     assert parse_formats("onnx, PTE,onnx,trt") == ["onnx", "executorch", "tensorrt"]
+    assert parse_formats(["OV", "litert", "ir", "tflite"]) == ["openvino", "tflite"]
     with pytest.raises(ExportError, match=r"unknown export format 'onxx'; did you mean 'onnx'\?"):
         parse_formats("onxx")
-    with pytest.raises(ExportError, match="allowed: onnx, executorch, coreml, tensorrt"):
+    with pytest.raises(ExportError, match="allowed: onnx, executorch, coreml, tensorrt, openvino, tflite"):
         parse_formats("banana")
     with pytest.raises(ExportError, match="no export format"):
         parse_formats(" , ")
@@ -181,7 +182,8 @@ def test_broken_model_fails_per_format_without_artifacts_and_others_continue(tmp
 
 
 def test_parity_detects_disagreement(model, exported):
-    from deploy.parity import check_onnx, compare, parity_inputs, reference_outputs
+    from deploy.onnx_export import check_onnx
+    from deploy.parity import compare, parity_inputs, reference_outputs
 
     out, _ = exported
     inputs = parity_inputs((X,))
@@ -274,3 +276,109 @@ def test_coreml_prediction_parity(model, tmp_path):
 
     (r,) = deploy.export(model, (X,), "coreml", tmp_path, {})
     assert r.status == "passed" and r.parity["max_abs_diff"] <= 1e-4
+
+
+# ------------------------------------------------------------------------------ OpenVINO and LiteRT
+def test_openvino_ir_pair_in_manifest_and_runs_in_openvino(model, exported):
+    pytest.importorskip("openvino", reason="openvino not installed: pip install 'hwnas[openvino]'")
+    from deploy.manifest import read_manifest
+    from deploy.openvino_export import run_openvino
+
+    out, results = exported
+    r = results["openvino"]
+    assert r.status == "passed", r.message
+    assert r.path == out / "model.xml" and (out / "model.bin").stat().st_size > 1000  # fp32 weights beside it
+    assert r.parity["runtime"] == "openvino-cpu" and r.parity["max_abs_diff"] <= 1e-5
+    row = {a["format"]: a for a in read_manifest(out)["artifacts"]}["openvino"]
+    (bin_row,) = row["companions"]
+    import hashlib
+
+    assert bin_row == {"file": "model.bin", "size_bytes": (out / "model.bin").stat().st_size,
+                       "sha256": hashlib.sha256((out / "model.bin").read_bytes()).hexdigest()}
+    # independently of the parity helper: the IR named its input, and computes the model on X
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(out / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert compiled.inputs[0].get_names() == {"input"} and compiled.outputs[0].get_names() == {"output"}
+    (y,) = run_openvino(out / "model.xml", (X,))
+    with torch.no_grad():
+        assert np.abs(y - model(X).numpy()).max() <= 1e-5
+
+
+def test_tflite_parity_and_convolutions_inside_xnnpack(model, exported):
+    pytest.importorskip("ai_edge_litert", reason="LiteRT not installed: pip install 'hwnas[litert]'")
+    from deploy.tflite_export import interpreter, run_tflite, xnnpack_delegation
+
+    out, results = exported
+    r = results["tflite"]
+    assert r.status == "passed", r.message
+    assert r.parity["runtime"] == "litert" and r.parity["max_abs_diff"] <= 1e-5
+    d = r.details["delegation"]
+    assert d["convolutions_in_xnnpack"] and d["fully_delegated"] and d["delegate_nodes"] >= 1
+    assert d["delegated_ops"]["CONV_2D"] >= 1 and d["delegated_ops"]["DEPTHWISE_CONV_2D"] >= 1
+    assert "warning" not in r.details
+    # the check can fail: without the XNNPACK delegate every op, convolutions included, is outside
+    plain = xnnpack_delegation(interpreter(out / "model.tflite", xnnpack=False))
+    assert plain["delegate_nodes"] == 0 and not plain["convolutions_in_xnnpack"]
+    assert plain["non_delegated_ops"]["CONV_2D"] == d["delegated_ops"]["CONV_2D"]
+    (y,) = run_tflite(out / "model.tflite", (X,))
+    with torch.no_grad():
+        assert y.shape == (1, 1, 32, 32) and np.abs(y - model(X).numpy()).max() <= 1e-5
+
+
+@pytest.mark.parametrize("fmt, module", [("openvino", "openvino"), ("tflite", "litert_torch")])
+def test_failed_conversion_one_line_and_no_artifact(tmp_path, fmt, module):
+    pytest.importorskip(module, reason=f"{module} not installed")
+    import deploy
+    from deploy.formats import get
+
+    for name in get(fmt).files:  # a stale pair from an earlier run must go, not pass for this one
+        (tmp_path / name).write_bytes(b"stale")
+    (r,) = deploy.export(_Unexportable(), (X,), fmt, tmp_path, {})
+    assert r.status == "failed" and r.message.startswith(f"{fmt}: ") and "\n" not in r.message
+    assert "failed" in r.message and r.path is None
+    assert sorted(os.listdir(tmp_path)) == ["manifest.json"]
+
+
+def test_precisions_per_format():
+    from deploy import parse_precisions
+
+    assert parse_precisions("tensorrt=fp16", ["onnx", "tensorrt"]) == {"onnx": "fp32", "tensorrt": "fp16"}
+    assert parse_precisions({"ov": "FP16"}, ["openvino"]) == {"openvino": "fp16"}
+    with pytest.raises(ExportError, match=r"^onnx: precision 'fp16' not supported; allowed: \['fp32'\]"):
+        parse_precisions("onnx=fp16", ["onnx"])
+    with pytest.raises(ExportError, match="not among the formats exported"):
+        parse_precisions("coreml=fp16", ["onnx"])
+    with pytest.raises(ExportError, match="expected FORMAT=PRECISION"):
+        parse_precisions("fp16", ["onnx"])
+
+
+def _random_archs(space, seeds):
+    from _deploy_models import randomize_bn
+    from hwnas.model import SODNet, for_export
+
+    for seed in seeds:
+        arch = space.sample(seed)
+        torch.manual_seed(seed)
+        net = randomize_bn(SODNet(space, arch), seed).eval()
+        yield arch, for_export(net), torch.randn(1, 3, arch.resolution, arch.resolution)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space_name, seeds", [("inas-tiny", range(5)), ("inas-sod", range(2))])
+def test_openvino_and_tflite_parity_on_random_archs(tmp_path, space_name, seeds):
+    """Issue 14's acceptance: max |diff| vs PyTorch <= 1e-4 in OpenVINO and LiteRT, 5 inas-tiny and
+    2 inas-sod archs; every convolution inside XNNPACK."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("litert_torch")
+    import deploy
+    from hwnas.space import create
+
+    space = create(space_name)
+    for i, (arch, deployed, x) in enumerate(_random_archs(space, seeds)):
+        rows = {r.format: r for r in deploy.export(deployed, (x,), "openvino,tflite", tmp_path / f"arch{i}", {})}
+        for fmt in ("openvino", "tflite"):
+            assert rows[fmt].status == "passed", f"{arch.to_string()} {fmt}: {rows[fmt].message}"
+            assert rows[fmt].parity["max_abs_diff"] <= 1e-4
+            print(f"{space_name} {arch.to_string()} {fmt}: max|diff| {rows[fmt].parity['max_abs_diff']:.2e}")
+        assert rows["tflite"].details["delegation"]["convolutions_in_xnnpack"]

@@ -6,9 +6,15 @@ import sys
 from hwnas.cli.argtypes import non_negative_int, positive_int
 
 
+# the registered formats (deploy.formats), named here so `hwnas --help` need not import the exporters;
+# tests/test_export_registry.py checks this list against the registry
+FORMAT_NAMES = ("onnx", "executorch", "coreml", "tensorrt", "openvino", "tflite")
+
+
 def register(sub) -> None:
     p = sub.add_parser(
-        "export", help="export an architecture (deploy form) to ONNX / ExecuTorch / Core ML / TensorRT with parity checks",
+        "export", help="export an architecture (deploy form) to ONNX / ExecuTorch / Core ML / TensorRT / OpenVINO / "
+                       "LiteRT with parity checks",
         description="Example: hwnas export --space inas-tiny --arch smallest --formats onnx,executorch "
         "--out runs/export/tiny (no --supernet: random weights). One row per format: passed / exported "
         "but parity failed / not verifiable here / export failed; one failure never stops the other formats. "
@@ -20,11 +26,12 @@ def register(sub) -> None:
     p.add_argument("--calib", default=None,
                    help="image folder to recalibrate the subnet's BN statistics on before export (with --supernet)")
     p.add_argument("--calib-batches", type=positive_int, default=20, help="batches for BN recalibration (default 20)")
-    p.add_argument("--formats", default="onnx,executorch,coreml,tensorrt",
-                   help="comma-separated: onnx, executorch, coreml, tensorrt (default: all)")
+    p.add_argument("--formats", default=None,
+                   help=f"comma-separated formats or aliases (default: all): {', '.join(FORMAT_NAMES)}")
     p.add_argument("--out", required=True, help="output directory (artifacts + manifest.json)")
-    p.add_argument("--tensorrt-precision", choices=["fp32", "fp16"], default="fp32")
-    p.add_argument("--coreml-precision", choices=["fp32", "fp16"], default="fp32")
+    p.add_argument("--precision", default=None, metavar="FORMAT=PREC[,...]",
+                   help="per-format precision, e.g. tensorrt=fp16,coreml=fp16 (default fp32 everywhere; "
+                        "fp16 exists for coreml, tensorrt, openvino)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random weights when no --supernet (default 0)")
     p.set_defaults(func=_export)
 
@@ -34,11 +41,13 @@ def _export(args) -> int:
 
     import torch
 
-    from deploy import parse_formats
+    from deploy import parse_formats, parse_precisions
+    from deploy.formats import names as format_names
     from hwnas.errors import HwnasError
     from hwnas.space import create
 
-    formats = parse_formats(args.formats)  # fail on a typo before any slow work
+    formats = parse_formats(args.formats or format_names())  # fail on a typo before any slow work
+    precision = parse_precisions(args.precision, formats)
     if args.calib and not args.supernet:
         raise HwnasError("--calib recalibrates a trained subnet's BN; it needs --supernet")
     if args.calib_batches < 1:
@@ -85,7 +94,7 @@ def _export(args) -> int:
                               "same size as the input"},
     }
     return run_export(deployed, example, formats, args.out, meta,
-                      tensorrt_precision=args.tensorrt_precision, coreml_precision=args.coreml_precision,
+                      precision=precision,
                       title=f"{space.name} {arch.to_string()} @ {arch.resolution}px", clock=time.perf_counter)
 
 
