@@ -74,6 +74,39 @@ def compatibility_problem(a: dict, b: dict) -> str | None:
     return None
 
 
+def parse_metadata(raw: bytes, path: Path) -> dict:
+    """A table's ``hwnas.lut`` metadata, checked: a JSON object of this format whose identity fields
+    (space, backend, device, protocol, calibration) have the types the rest of hwnas reads them as."""
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
+        raise LUTError(f"latency table {path}: its hwnas.lut metadata is not JSON; the file is damaged") from None
+    if not isinstance(meta, dict):
+        raise LUTError(f"latency table {path}: its hwnas.lut metadata is not a JSON object; the file is damaged")
+    if meta.get("format") != FORMAT_VERSION:
+        raise LUTError(f"latency table {path} has format {meta.get('format')!r:.40}, this hwnas reads {FORMAT_VERSION}")
+    problem = None
+    for field, required in (("space", ("name", "hash")), ("backend", ("name",)), ("device", ()), ("protocol", ())):
+        value = meta.get(field, {} if not required else None)
+        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in required):
+            problem = f"{field!r} must be an object" + (f" with string {', '.join(required)}" if required else "")
+            break
+    cal = meta.get("calibration")
+    if problem is None and cal is not None:
+        # coefficients of the kinds lut.calibrate.apply reads; another kind is refused there, by name
+        numbers = {"affine": ("a", "b_ms"), "affine+count": ("a", "b_ms", "c_ms_per_block")}
+        if not isinstance(cal, dict) or not isinstance(cal.get("kind"), str) or not all(
+                isinstance(cal.get(k), (int, float)) and not isinstance(cal.get(k), bool)
+                for k in numbers.get(cal["kind"], ())):
+            problem = "'calibration' must be an object with a 'kind' and numeric coefficients"
+    if problem is None and meta.get("resolutions") is not None and not (
+            isinstance(meta["resolutions"], list) and all(isinstance(r, int) and r > 0 for r in meta["resolutions"])):
+        problem = "'resolutions' must be a list of positive integers (or null)"
+    if problem:
+        raise LUTError(f"latency table {path}: damaged hwnas.lut metadata: {problem}")
+    return meta
+
+
 class LatencyTable:
     """Rows (a pandas DataFrame indexed by nothing, one row per key) plus metadata."""
 
@@ -94,6 +127,8 @@ class LatencyTable:
         import pyarrow.parquet as pq
 
         p = Path(path)
+        if p.is_dir():
+            raise LUTError(f"latency table {p} is a directory, not a .parquet file")
         if not p.is_file():
             raise LUTError(f"latency table {p} does not exist")
         try:
@@ -103,9 +138,10 @@ class LatencyTable:
         raw = (t.schema.metadata or {}).get(META_KEY)
         if raw is None:
             raise LUTError(f"{p} is a Parquet file without hwnas.lut metadata; not a latency table")
-        meta = json.loads(raw)
-        if meta.get("format") != FORMAT_VERSION:
-            raise LUTError(f"latency table {p} has format {meta.get('format')}, this hwnas reads {FORMAT_VERSION}")
+        meta = parse_metadata(raw, p)
+        missing = [c for c in ("key", "kind", "median_ms") if c not in t.column_names]
+        if missing:
+            raise LUTError(f"latency table {p} lacks column(s) {missing}; not a table written by hwnas")
         return cls(t.to_pandas(), meta)
 
     def write(self, path: str | Path) -> Path:
