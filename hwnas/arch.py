@@ -166,6 +166,8 @@ class Arch:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ArchError(f"architecture JSON is malformed: {e}") from None
+        except RecursionError:
+            raise ArchError("architecture JSON is nested too deeply to be an architecture") from None
         return cls.from_dict(data)
 
     # ------------------------------------------------------------------------- compact string
@@ -232,14 +234,18 @@ def load_arch(path_or_text: str) -> Arch:
     text = path_or_text
     p = Path(path_or_text)
     try:
-        is_file = p.is_file()
-    except OSError:
-        is_file = False
+        is_file, is_dir = p.is_file(), p.is_dir()
+    except (OSError, ValueError):  # too long for a path, or a NUL byte: it is meant as text
+        is_file = is_dir = False
+    if is_dir:
+        raise ArchError(f"architecture file {p} is a directory")
     if is_file:
         try:
             text = p.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ArchError(f"cannot read architecture file {p}: {e}") from None
+        except UnicodeDecodeError:
+            raise ArchError(f"architecture file {p} is not a text (JSON) file") from None
+        except OSError as e:
+            raise ArchError(f"cannot read architecture file {p}: {e.strerror or e}") from None
     elif path_or_text.endswith(".json"):
         raise ArchError(f"architecture file not found: {path_or_text}")
     text = text.strip()

@@ -91,7 +91,16 @@ class Genotype:
         missing = [k for k in ("normal", "reduce") if k not in d]
         if missing:
             raise ArchError(f"genotype lacks field(s) {missing}")
-        return cls(d["normal"], d["reduce"], d.get("meta") or {})
+        unknown = sorted(set(d) - {"format", "steps", "normal", "reduce", "meta"})
+        if unknown:
+            raise ArchError(f"genotype has unknown field(s) {unknown}; allowed: format, steps, normal, reduce, meta")
+        meta = d.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise ArchError(f"genotype field 'meta' must be an object, got {meta!r:.60}")
+        genotype = cls(d["normal"], d["reduce"], meta)
+        if "steps" in d and d["steps"] != genotype.steps:
+            raise ArchError(f"genotype field 'steps' is {d['steps']!r:.20} but the cells have {genotype.steps} nodes")
+        return genotype
 
     @classmethod
     def from_json(cls, text: str) -> Genotype:
@@ -99,6 +108,8 @@ class Genotype:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise ArchError(f"genotype is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ArchError("genotype JSON is nested too deeply to be a genotype") from None
         return cls.from_dict(d)
 
     def save(self, path: str | Path) -> Path:
@@ -118,9 +129,18 @@ class Genotype:
 
 def load_genotype(path: str | Path) -> Genotype:
     path = Path(path)
+    if path.is_dir():
+        raise ArchError(f"genotype file {path} is a directory")
     if not path.is_file():
         raise ArchError(f"genotype file {path} does not exist")
-    return Genotype.from_json(path.read_text())
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ArchError(f"genotype file {path} is not a text (JSON) file") from None
+    try:
+        return Genotype.from_json(text)
+    except ArchError as e:
+        raise ArchError(f"genotype file {path}: {e}") from None
 
 
 def random_genotype(rng: random.Random | int, steps: int = 4, edges_per_node: int = 2) -> Genotype:
