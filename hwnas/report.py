@@ -61,7 +61,8 @@ def plot_pareto_comparison(out: Path, path: Path) -> Path | None:
 
 
 def plot_latency_by_block(space, arch, table, path: Path) -> dict[str, float]:
-    """Bar chart of the chosen architecture's predicted latency per block kind (raw LUT sum)."""
+    """Bar chart of the chosen architecture's predicted latency per block kind (context costs; the
+    isolated medians for a table without them)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,11 +70,11 @@ def plot_latency_by_block(space, arch, table, path: Path) -> dict[str, float]:
 
     per_kind: dict[str, float] = defaultdict(float)
     for block in space.blocks(arch):
-        per_kind[block.kind] += table.median_ms(block.key)
+        per_kind[block.kind] += table.context_ms(block.key) if table.has_context else table.median_ms(block.key)
     kinds = sorted(per_kind, key=per_kind.get, reverse=True)
     fig, ax = plt.subplots(figsize=(5.6, 3.2))
     ax.barh(kinds[::-1], [per_kind[k] for k in kinds[::-1]], color="tab:green")
-    ax.set_xlabel("ms (sum of LUT medians)")
+    ax.set_xlabel("ms (LUT, in-model cost)" if table.has_context else "ms (sum of LUT medians)")
     ax.set_title("Latency by block kind, chosen architecture")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,8 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
     arch = load_arch(str(out / "best-arch.json"))
     table = LatencyTable.read(lut_file)
     keys = [b.key for b in space.blocks(arch)]
-    raw_ms = table.predict_ms(keys, calibrated=False)
+    raw_ms = table.raw_sum_ms(keys)
+    model_ms = table.model_ms(keys)
     calibrated_ms = table.predict_ms(keys, calibrated=True) if table.calibration else None
     plots = out / "plots"
     pareto_png = plot_pareto_comparison(out, plots / "pareto_lgs_vs_uniform.png")
@@ -124,7 +126,9 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
         "",
         "| quantity | value |",
         "|---|---|",
-        f"| predicted latency, raw LUT sum ({table.backend.get('name')}) | {raw_ms:.3f} ms |",
+        f"| predicted latency ({table.backend.get('name')}, {'context model' if table.has_context else 'plain sum'}) "
+        f"| {model_ms:.3f} ms |",
+        f"| plain sum of isolated blocks (baseline) | {raw_ms:.3f} ms |",
     ]
     if calibrated_ms is not None:
         lines.append(f"| predicted latency, calibrated ({table.backend.get('name')}) | {calibrated_ms:.3f} ms |")
@@ -144,10 +148,12 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
     if validation:
         lines += ["", "## Latency table accuracy (whole models measured end to end)", "",
                   "| prediction | n | MAPE % | within ±5 % | within ±10 % | Kendall τ |", "|---|---|---|---|---|---|"]
-        for label in ("raw", "calibrated"):
+        for label in ("model", "raw", "calibrated"):
             if label in validation:
                 v = validation[label]
-                lines.append(f"| {label} | {v['n']} | {v['mape_pct']:.2f} | {v['within_5_pct']:.0f} % | "
+                name = {"model": "prediction (drift-compensated measurement)", "raw": "plain sum (baseline)",
+                        "calibrated": "calibrated prediction"}[label]
+                lines.append(f"| {name} | {v['n']} | {v['mape_pct']:.2f} | {v['within_5_pct']:.0f} % | "
                              f"{v['within_10_pct']:.0f} % | {v['kendall_tau']:.3f} |")
         lines += ["", f"![LUT predicted vs measured]({_rel(out / 'lut' / 'validation' / 'scatter.png', out)})"]
     lines += ["", "## Plots", ""]
@@ -165,7 +171,8 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
 
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
-    summary = {"arch": arch.to_string(), "predicted_raw_ms": raw_ms, "predicted_calibrated_ms": calibrated_ms,
+    summary = {"arch": arch.to_string(), "predicted_ms": model_ms, "predicted_raw_ms": raw_ms,
+               "predicted_calibrated_ms": calibrated_ms,
                "measured": measured, "metrics": {k: metrics.get(k) for k in ("max_f", "mae", "s_measure", "max_e")},
                "stage_seconds": stage_seconds}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -24,12 +24,18 @@ class BlockSpec:
     blocks with the same key cost the same. ``input_shapes`` are NCHW shapes at batch 1, one per
     positional input of ``build()``'s module. ``build()`` returns a fresh module in deploy form
     (re-parameterized, BN folded) with random weights — latency does not depend on the values.
+    A block may return a tuple (several outputs).
     """
 
     key: str
     kind: str
     input_shapes: tuple[Shape, ...]
     build: Callable[[], nn.Module] = field(compare=False, repr=False)
+    # where the block sits in every model it belongs to: its inputs are the model's input (the stem),
+    # its outputs the model's outputs (the head). A block's in-model cost is measured with a
+    # neighbour on every other side (``lut.context``); these sides keep the runtime's real boundary.
+    model_input: bool = False
+    model_output: bool = False
 
     def example_inputs(self, seed: int = 0) -> tuple:
         import torch

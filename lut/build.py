@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 from lut.blocks import BlockSpec
 from lut.errors import LUTError
+from lut.measure import latency_model_kind
 from lut.table import COLUMNS, LatencyTable, compatibility_problem
 
 
@@ -41,6 +42,7 @@ def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = No
         # how block artifacts were produced (recorded, not compared: validation uses the deploy exporter)
         "block_exporter": getattr(getattr(profiler, "inner", profiler), "exporter", None),
         "resolutions": sorted(set(int(r) for r in resolutions)) if resolutions else None,
+        "latency_model": latency_model_kind(profiler),
     }
 
 
@@ -79,12 +81,26 @@ def _pooled_row(block_rows: list[dict], unstable_iqr: float) -> dict:
     """The table row of a block measured in several rounds (one journal row each)."""
     from profilers.stats import Measurement, pool
 
+    import math
+
+    import numpy as np
+
     if len(block_rows) == 1:
         return {k: v for k, v in block_rows[0].items() if k != "round"}
     m = pool([Measurement.from_dict(r) for r in block_rows], unstable_iqr)
     row = {k: v for k, v in m.to_dict().items() if k in COLUMNS}
     last = block_rows[-1]
     row.update(key=last["key"], kind=last["kind"], input_shapes=last["input_shapes"], measured_at=last["measured_at"])
+    # the context cost, relative to the reference of its own window, is a ratio: the median ratio of
+    # the rounds, stated at the rounds' median reference speed
+    ref = [float(r.get("ref_ms", math.nan)) for r in block_rows]
+    ctx = [float(r.get("context_ms", math.nan)) for r in block_rows]
+    if not any(math.isnan(x) for x in ref + ctx):
+        ref_ms = float(np.median(ref))
+        row.update(ref_ms=ref_ms, context_ms=float(np.median([c / r for c, r in zip(ctx, ref)])) * ref_ms)
+    elif not any(math.isnan(x) for x in ctx):
+        row.update(ref_ms=math.nan, context_ms=float(np.median(ctx)))
+    row["context_share"] = float(np.median([float(r.get("context_share", math.nan)) for r in block_rows]))
     return row
 
 
@@ -133,6 +149,8 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
         meta["resolutions"] = sorted(set(old_res) | set(meta["resolutions"] or []))
         if existing.calibration:  # a calibration fitted on the old blocks stays valid for them
             meta["calibration"] = existing.calibration
+        if existing.metadata.get("latency_model"):
+            meta["latency_model"] = existing.metadata["latency_model"]
 
     jpath = journal_path(out)
     header, journaled = _read_journal(jpath)
@@ -161,22 +179,26 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
 
         from tqdm import tqdm
 
+        from lut.measure import BlockMeter
+
         with open(jpath, "a") as f, tempfile.TemporaryDirectory(prefix="hwnas-lut-") as tmp:
+            meter = BlockMeter(profiler, Path(tmp), seed=seed)
+            # a resumed or extended build keeps the call overhead its first rows were measured with
+            prior = (header or {}).get("latency_model") or meta.get("latency_model")
+            if prior:
+                meter.adopt(prior)
+            meta["latency_model"] = meter.describe()
             if header is None:
                 _append(f, {"header": meta})
             desc = f"lut {space.get('name')} on {meta['backend']['name']}" + (f", {rounds} rounds" if rounds > 1 else "")
             bar = tqdm(todo, desc=desc, unit="block", disable=not progress, total=len(todo))
-            artifacts: dict[str, Path] = {}
+            artifacts = {}
             for rnd, key in bar:
                 block = unique[key]
-                if rounds == 1:
-                    m = profiler.measure(block.build(), block.example_inputs())
-                else:  # exported once, measured in every round
-                    if key not in artifacts:
-                        artifacts[key] = profiler.export(block.build(), block.example_inputs(),
-                                                         Path(tmp) / f"block{len(artifacts)}{profiler.artifact_suffix}")
-                    m = profiler.measure_artifact(artifacts[key], list(block.input_shapes))
-                row = _row(block, m)
+                if key not in artifacts:  # exported once, measured in every round
+                    artifacts[key] = meter.export(block)
+                m, extra = meter.measure(block, artifacts[key], window=rnd)
+                row = dict(_row(block, m), **extra)
                 _append(f, {"row": row, "round": rnd})
                 by_round.setdefault(key, {})[rnd] = dict(row, round=rnd)
                 bar.set_postfix_str(f"{block.kind} {m.median_ms:.3f} ms")
@@ -184,8 +206,11 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
                     finished[key] = _pooled_row([by_round[key][i] for i in sorted(by_round[key])], iqr)
                     if on_row:
                         on_row(finished[key])
-                    if key in artifacts:
-                        artifacts.pop(key).unlink(missing_ok=True)
+                    for path in (artifacts[key].isolated, artifacts.pop(key).context):
+                        if path is not None:
+                            path.unlink(missing_ok=True)
+    elif header is not None and header.get("latency_model"):
+        meta["latency_model"] = header["latency_model"]
 
     for key, rows in by_round.items():  # journaled by an earlier run, complete now
         if key not in finished and complete(key):

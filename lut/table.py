@@ -25,8 +25,10 @@ from lut.errors import LUTError
 META_KEY = b"hwnas.lut"
 FORMAT_VERSION = 1
 STAT_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "p99_ms", "iqr_over_median")
+# ref_ms, context_ms, context_share: see lut.measure (NaN in tables built before hwnas measured them)
+CONTEXT_COLUMNS = ("ref_ms", "context_ms", "context_share")
 COLUMNS = ("key", "kind", "input_shapes", *STAT_COLUMNS, "warmup_runs", "runs", "attempts", "unstable",
-           "samples_ms", "measured_at")
+           "samples_ms", "measured_at", *CONTEXT_COLUMNS)
 
 
 def _device_mismatch(a: dict, b: dict) -> str | None:
@@ -52,6 +54,11 @@ def _protocol(d: dict | None) -> dict:
         return dict(d)
 
 
+def _latency_model_kind(meta: dict) -> dict | None:
+    lm = meta.get("latency_model")
+    return {k: lm.get(k) for k in ("version", "reference", "context")} if lm else None
+
+
 def compatibility_problem(a: dict, b: dict) -> str | None:
     """Why two tables' metadata cannot be mixed (first differing field), or None."""
     sa, sb = a.get("space", {}), b.get("space", {})
@@ -67,6 +74,10 @@ def compatibility_problem(a: dict, b: dict) -> str | None:
     if sa != sb:
         diff = "; ".join(f"{k}: {sa.get(k)!r} vs {sb.get(k)!r}" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k))
         return f"backend settings differ: {diff}"
+    la, lb = _latency_model_kind(a), _latency_model_kind(b)
+    if la != lb:
+        return (f"latency model differs: {la or 'none (a table built before hwnas measured context costs)'} vs "
+                f"{lb or 'none (a table built before hwnas measured context costs)'}")
     pa, pb = _protocol(a.get("protocol")), _protocol(b.get("protocol"))
     if pa != pb:
         diff = "; ".join(f"{k}: {pa.get(k)!r} vs {pb.get(k)!r}" for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k))
@@ -113,12 +124,30 @@ class LatencyTable:
     def __init__(self, rows, metadata: dict):
         import pandas as pd
 
+        import numpy as np
+
         self.rows = pd.DataFrame(rows, columns=list(COLUMNS)) if not isinstance(rows, pd.DataFrame) else rows
+        self.rows = self.rows.reindex(columns=list(COLUMNS))  # an older table lacks the context columns
         dup = self.rows["key"][self.rows["key"].duplicated()].tolist()
         if dup:
             raise LUTError(f"latency table has duplicate keys, e.g. {dup[0]!r}")
         self.metadata = dict(metadata)
         self._median = dict(zip(self.rows["key"], self.rows["median_ms"].astype(float)))
+        ref = self.rows["ref_ms"].to_numpy(dtype=float)
+        ctx = self.rows["context_ms"].to_numpy(dtype=float)
+        lm = self.metadata.get("latency_model") or {}
+        # context costs in the table's time scale: each block's cost relative to the reference of its
+        # own window, times the reference's median over the build (lut.reference)
+        self.reference_ms = float(np.median(ref)) if ref.size and not np.isnan(ref).any() else None
+        self._context: dict[str, float] | None = None
+        self.call_ms: float | None = None
+        if ctx.size and not np.isnan(ctx).any() and lm.get("call_ms") is not None:
+            if self.reference_ms is not None and lm.get("call_ref_ms"):
+                self._context = dict(zip(self.rows["key"], ctx / ref * self.reference_ms))
+                self.call_ms = float(lm["call_ms"]) / float(lm["call_ref_ms"]) * self.reference_ms
+            else:
+                self._context = dict(zip(self.rows["key"], ctx))
+                self.call_ms = float(lm["call_ms"])
 
     # ----------------------------------------------------------------------- io
     @classmethod
@@ -225,17 +254,49 @@ class LatencyTable:
                            ) from None
 
     def raw_sum_ms(self, keys: Iterable[str]) -> float:
+        """The plain sum of isolated block medians (thesis §3.2.3): the baseline every prediction is shown beside."""
         return float(sum(self.median_ms(k) for k in keys))
 
-    def predict_ms(self, keys: Sequence[str], calibrated: bool = True) -> float:
-        """Predicted latency of a model made of ``keys`` (ms): the raw sum, calibrated if a calibration exists."""
+    @property
+    def has_context(self) -> bool:
+        """Whether this table predicts with context costs (else: built by an earlier hwnas, plain sum)."""
+        return self._context is not None
+
+    def context_ms(self, key: str) -> float:
+        """What block ``key`` costs inside a model (``lut.context``), in the table's time scale."""
+        self.median_ms(key)  # names a missing key
+        if self._context is None:
+            raise LUTError("this latency table has no context costs (built before hwnas measured them); "
+                           "rebuild it with `hwnas lut build` to predict with them")
+        return self._context[key]
+
+    def model_ms(self, keys: Sequence[str]) -> float:
+        """Uncalibrated prediction: one call's overhead plus each block's context cost; the plain sum
+        for a table without context costs."""
         keys = list(keys)
-        raw = self.raw_sum_ms(keys)
+        if self._context is None:
+            return self.raw_sum_ms(keys)
+        return float(self.call_ms + sum(self.context_ms(k) for k in keys))
+
+    def predict_ms(self, keys: Sequence[str], calibrated: bool = True) -> float:
+        """Predicted latency of a model made of ``keys`` (ms): :meth:`model_ms`, calibrated if a
+        calibration was fitted (on the same prediction) and ``calibrated``."""
+        keys = list(keys)
+        pred = self.model_ms(keys)
         if calibrated and self.calibration:
             from lut.calibrate import apply
 
-            return apply(self.calibration, raw, len(keys))
-        return raw
+            return apply(self.calibration, pred, len(keys))
+        return pred
+
+    def prediction(self, keys: Sequence[str]) -> dict:
+        """Everything ``hwnas lut predict`` reports about one model (JSON-able)."""
+        keys = list(keys)
+        out = {"predicted_ms": self.predict_ms(keys), "model_ms": self.model_ms(keys), "raw_sum_ms": self.raw_sum_ms(keys),
+               "n_blocks": len(keys), "latency_model": "context" if self.has_context else "plain sum",
+               "call_ms": self.call_ms, "reference_ms": self.reference_ms,
+               "calibrated_ms": self.predict_ms(keys, calibrated=True) if self.calibration else None}
+        return out
 
     def with_calibration(self, calibration: dict | None) -> LatencyTable:
         meta = dict(self.metadata)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -115,7 +116,10 @@ def _load_journal(path: Path | None) -> dict[str, dict[int, dict]]:
                 obj = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line from a killed run
-            out.setdefault(obj["name"], {}).setdefault(int(obj.get("round", 0)), obj["measurement"])
+            m = dict(obj["measurement"])
+            if obj.get("ref_ms") is not None:  # the reference's median in the same window (lut.reference)
+                m["ref_ms"] = float(obj["ref_ms"])
+            out.setdefault(obj["name"], {}).setdefault(int(obj.get("round", 0)), m)
     return out
 
 
@@ -151,18 +155,35 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
         journal.parent.mkdir(parents=True, exist_ok=True)
     f = open(journal, "a") if journal is not None else None
     artifacts: dict[str, tuple[Path, list]] = {}
+    interleaved = bool(getattr(profiler, "can_interleave", False)) and todo
     try:
         with tempfile.TemporaryDirectory(prefix="hwnas-validate-") as tmp:
+            if interleaved:  # whole models are timed against the same reference as the table's blocks
+                from lut.reference import reference_model
+                from profilers.stats import time_interleaved
+
+                ref_module, ref_inputs = reference_model()
+                ref_path = profiler.export(ref_module, ref_inputs, Path(tmp) / f"reference{profiler.artifact_suffix}")
+                ref_run = profiler.prepare(ref_path, [tuple(t.shape) for t in ref_inputs])
             for r, case in tqdm(todo, desc="whole models" + (f" x {rounds} rounds" if rounds > 1 else ""), unit="model",
                                 disable=not progress):
                 if case.name not in artifacts:  # exported once, measured in every round
                     module, inputs = case.build()
                     path = Path(tmp) / f"model{len(artifacts)}{profiler.artifact_suffix}"
                     artifacts[case.name] = (profiler.export(module, inputs, path), [tuple(t.shape) for t in inputs])
-                m = profiler.measure_artifact(*artifacts[case.name]).to_dict()
-                done.setdefault(case.name, {})[r] = m
+                record = {"name": case.name, "round": r}
+                if interleaved:
+                    got = time_interleaved({"model": profiler.prepare(*artifacts[case.name]), "ref": ref_run},
+                                           profiler.protocol, seed=zlib.crc32(f"{seed}|{case.name}|{r}".encode()),
+                                           info=profiler.settings())
+                    m = got["model"].to_dict()
+                    record["ref_ms"] = got["ref"].median_ms
+                else:
+                    m = profiler.measure_artifact(*artifacts[case.name]).to_dict()
+                record["measurement"] = m
+                done.setdefault(case.name, {})[r] = dict(m, **({"ref_ms": record["ref_ms"]} if "ref_ms" in record else {}))
                 if f:
-                    f.write(json.dumps({"name": case.name, "round": r, "measurement": m}) + "\n")
+                    f.write(json.dumps(record) + "\n")
                     f.flush()
                     os.fsync(f.fileno())
                 if rounds == 1:  # nothing to come back for: free the artifact
@@ -177,6 +198,43 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
     for name, by_round in done.items():
         chosen = [by_round[r] for r in sorted(by_round) if r < rounds] or [by_round[min(by_round)]]
         out[name] = pool([Measurement.from_dict(m) for m in chosen], iqr).to_dict()
+        out[name]["round_medians_ms"] = [float(m["median_ms"]) for m in chosen]
+        if all(m.get("ref_ms") for m in chosen):
+            # drift-compensated: each window's median relative to its reference, one ratio per round
+            out[name]["round_ref_ms"] = [float(m["ref_ms"]) for m in chosen]
+            out[name]["round_ratios"] = [float(m["median_ms"]) / float(m["ref_ms"]) for m in chosen]
+    return out
+
+
+def normalized_ms(measurement: dict, reference_ms: float | None) -> float | None:
+    """A whole model's drift-compensated latency: the median of its rounds' ratios to the reference,
+    in ``reference_ms`` (the table's reference median), or ``None`` without a reference."""
+    ratios = measurement.get("round_ratios")
+    if not ratios or not reference_ms:
+        return None
+    return float(np.median(ratios)) * float(reference_ms)
+
+
+def retest_spread(measured: dict[str, dict]) -> dict | None:
+    """Test-retest of whole models measured in >= 2 rounds (far apart in time: every other model is
+    measured in between): relative difference between the first two rounds, raw and normalized.
+    The floor no table can beat on this machine."""
+    raw, norm = [], []
+    for m in measured.values():
+        r = m.get("round_medians_ms") or []
+        if len(r) >= 2:
+            raw.append(abs(r[0] - r[1]) / (0.5 * (r[0] + r[1])))
+        q = m.get("round_ratios") or []
+        if len(q) >= 2:
+            norm.append(abs(q[0] - q[1]) / (0.5 * (q[0] + q[1])))
+    if not raw:
+        return None
+    out = {"n": len(raw), "raw_median_pct": float(100 * np.median(raw)), "raw_p90_pct": float(100 * np.percentile(raw, 90)),
+           "raw_within_5_pct": float(100 * np.mean(np.array(raw) <= 0.05))}
+    if norm:
+        out.update(normalized_median_pct=float(100 * np.median(norm)),
+                   normalized_p90_pct=float(100 * np.percentile(norm, 90)),
+                   normalized_within_5_pct=float(100 * np.mean(np.array(norm) <= 0.05)))
     return out
 
 
@@ -184,33 +242,54 @@ def validate(table, calibration_cases: Sequence[ModelCase], validation_cases: Se
              journal: Path | None = None, progress: bool = True, calibration_kind: str = "auto",
              shard: tuple[int, int] | None = None, rounds: int = 1) -> dict | None:
     """Measure both sets, fit the calibration on the first, report accuracy on the second
-    (``None`` for a shard: it only measures its part). ``rounds``: see :func:`measure_cases`."""
+    (``None`` for a shard: it only measures its part). ``rounds``: see :func:`measure_cases`.
+
+    Two predictions of the same measured models, side by side: ``raw`` is the plain sum of
+    isolated blocks against the fastest window (the baseline), ``model`` the table's prediction
+    (:meth:`lut.table.LatencyTable.model_ms`) against the drift-compensated measurement (each
+    window's ratio to the reference, in the table's reference time; the raw one where the backend
+    has no reference). ``raw_vs_target`` and ``model_vs_raw`` cross them, so the two effects
+    (context costs, drift compensation) can be told apart; ``retest`` is the floor."""
     measured = measure_cases([*calibration_cases, *validation_cases], profiler, journal, progress, shard=shard,
                              rounds=rounds)
     if shard is not None:
         return None
-    raw_cal = [table.raw_sum_ms(c.keys) for c in calibration_cases]
-    y_cal = [measured[c.name]["median_ms"] for c in calibration_cases]
+
+    def target(c):  # what the table's prediction is scored against
+        norm = normalized_ms(measured[c.name], table.reference_ms)
+        return norm if norm is not None else measured[c.name]["median_ms"]
+
+    pred_cal = [table.model_ms(c.keys) for c in calibration_cases]
+    y_cal = [target(c) for c in calibration_cases]
     n_cal = [len(c.keys) for c in calibration_cases]
-    cal = (calibrate.fit(raw_cal, y_cal, n_cal, kind=calibration_kind)
+    cal = (calibrate.fit(pred_cal, y_cal, n_cal, kind=calibration_kind)
            if len(calibration_cases) >= calibrate.MIN_MODELS else None)
-    raw = [table.raw_sum_ms(c.keys) for c in validation_cases]
-    y = [measured[c.name]["median_ms"] for c in validation_cases]
-    report = {"calibration": cal, "models": []}
-    for c, r, m in zip(validation_cases, raw, y):
-        row = {"name": c.name, "n_blocks": len(c.keys), "raw_sum_ms": r, "measured_ms": m,
-               "measured_iqr_over_median": measured[c.name]["iqr_over_median"],
-               "measured_unstable": measured[c.name]["unstable"]}
-        if "round_medians_ms" in (measured[c.name].get("info") or {}):
-            row["measured_round_medians_ms"] = measured[c.name]["info"]["round_medians_ms"]
+    if cal:
+        cal["fitted_on"] = "model_ms" if table.has_context else "raw_sum_ms"
+    report = {"calibration": cal, "models": [], "latency_model": "context" if table.has_context else "plain sum",
+              "reference_ms": table.reference_ms, "call_ms": table.call_ms, "rounds": rounds}
+    for c in validation_cases:
+        m = measured[c.name]
+        row = {"name": c.name, "n_blocks": len(c.keys), "raw_sum_ms": table.raw_sum_ms(c.keys),
+               "model_ms": table.model_ms(c.keys), "measured_ms": m["median_ms"], "target_ms": target(c),
+               "measured_iqr_over_median": m["iqr_over_median"], "measured_unstable": m["unstable"],
+               "measured_round_medians_ms": m.get("round_medians_ms")}
+        if m.get("round_ratios"):
+            row["measured_round_ratios"] = m["round_ratios"]
         if cal:
-            row["calibrated_ms"] = calibrate.apply(cal, r, len(c.keys))
+            row["calibrated_ms"] = calibrate.apply(cal, row["model_ms"], len(c.keys))
         report["models"].append(row)
-    if len(validation_cases) >= 2:
-        report["raw"] = accuracy(raw, y)
+    rows = report["models"]
+    if len(rows) >= 2:
+        col = lambda k: [r[k] for r in rows]  # noqa: E731
+        report["raw"] = accuracy(col("raw_sum_ms"), col("measured_ms"))
+        report["model"] = accuracy(col("model_ms"), col("target_ms"))
+        report["raw_vs_target"] = accuracy(col("raw_sum_ms"), col("target_ms"))
+        report["model_vs_raw"] = accuracy(col("model_ms"), col("measured_ms"))
         if cal:
-            report["calibrated"] = accuracy([row["calibrated_ms"] for row in report["models"]], y)
+            report["calibrated"] = accuracy(col("calibrated_ms"), col("target_ms"))
+    report["retest"] = retest_spread({c.name: measured[c.name] for c in validation_cases})
     report["calibration_models"] = [
-        {"name": c.name, "n_blocks": len(c.keys), "raw_sum_ms": r, "measured_ms": m}
-        for c, r, m in zip(calibration_cases, raw_cal, y_cal)]
+        {"name": c.name, "n_blocks": len(c.keys), "model_ms": p, "raw_sum_ms": table.raw_sum_ms(c.keys), "target_ms": y}
+        for c, p, y in zip(calibration_cases, pred_cal, y_cal)]
     return report

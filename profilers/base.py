@@ -12,7 +12,8 @@ import json
 import shlex
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from profilers.errors import ProfilerError
 from profilers.fingerprint import host_info
@@ -31,6 +32,31 @@ def shapes_from_str(text: str) -> list[Shape]:
         return [tuple(int(d) for d in part.split("x")) for part in text.split(",") if part]
     except ValueError:
         raise ProfilerError(f"bad input shapes {text!r}; expected e.g. 1x3x64x64,1x8x32x32") from None
+
+
+@dataclass
+class ProfiledNode:
+    """One node of a runtime's optimized graph and its median kernel time over the profiled runs."""
+
+    name: str
+    op_type: str
+    inputs: list[str]
+    outputs: list[str]
+    median_us: float
+
+
+@dataclass
+class NodeProfile:
+    """Per-node kernel times of one artifact as the runtime ran it (after its own graph rewrites)."""
+
+    nodes: list[ProfiledNode]
+    graph_inputs: list[str]
+    graph_outputs: list[str]
+    runs: int
+
+    @property
+    def total_us(self) -> float:
+        return float(sum(n.median_us for n in self.nodes))
 
 
 class Profiler:
@@ -84,7 +110,25 @@ class Profiler:
         raise NotImplementedError
 
     def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
-        raise NotImplementedError
+        from profilers.stats import time_callable
+
+        return time_callable(self.prepare(path, input_shapes), self.protocol, info=self.settings())
+
+    def prepare(self, path: Path, input_shapes: Sequence[Shape]) -> Callable[[], object]:
+        """Load ``path`` here and return a callable that runs one inference and blocks until it is
+        done (inputs bound, first run done). Lets a caller time several artifacts interleaved
+        (``profilers.stats.time_interleaved``). Backends that time on another machine or through an
+        external tool (ssh, adb, trtexec) do not implement it: see :attr:`can_interleave`."""
+        raise NotImplementedError(f"{self.name} cannot run an artifact in this process")
+
+    @property
+    def can_interleave(self) -> bool:
+        return type(self).prepare is not Profiler.prepare
+
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20) -> NodeProfile | None:
+        """Per-node kernel times of ``path`` from the runtime's own profiler, with the optimized graph
+        they ran in; ``None`` where the runtime has no per-node profiler reachable from Python."""
+        return None
 
     def measure(self, model, example_inputs: tuple) -> Measurement:
         """Export ``model`` for this backend and time it end to end (inputs of ``example_inputs``' shapes)."""

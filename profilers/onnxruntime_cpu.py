@@ -21,29 +21,22 @@ from typing import Sequence
 
 from profilers.base import Profiler, Shape
 from profilers.errors import ProfilerError
-from profilers.stats import Measurement, time_callable
+from profilers.stats import Measurement  # noqa: F401  (re-exported for callers of this module)
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 EXPORTERS = ("dynamo", "torchscript")
 
 
-def export_torchscript_onnx(model, example_inputs: tuple, path: Path) -> Path:
-    """Fast legacy ONNX export (static shapes, weights embedded) for latency-table blocks."""
-    import warnings
+def _trimmed_mean(values_us: list[float]) -> float:
+    """Mean of the middle 80 %: ORT reports whole microseconds, and a 2 us node's median is 2 or 3,
+    while the mean of many runs resolves fractions; trimming keeps one preempted run out."""
+    import numpy as np
 
-    import torch
-
-    from profilers.errors import ProfilerError
-
-    names = ["input"] if len(example_inputs) == 1 else [f"input{i}" for i in range(len(example_inputs))]
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model.eval(), tuple(example_inputs), str(path), dynamo=False, input_names=names,
-                              do_constant_folding=True)
-    except Exception as e:  # the exporter raises many types; name the cause
-        raise ProfilerError(f"onnx (torchscript exporter) failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-    return Path(path)
+    if not values_us:
+        return 0.0
+    v = np.sort(np.asarray(values_us, dtype=float))
+    cut = len(v) // 10
+    return float(v[cut: len(v) - cut].mean())
 
 
 class OnnxRuntimeCPU(Profiler):
@@ -86,12 +79,14 @@ class OnnxRuntimeCPU(Profiler):
 
     def export(self, model, example_inputs: tuple, path: Path) -> Path:
         if self.exporter == "torchscript":
+            from deploy.onnx_export import export_torchscript_onnx
+
             return export_torchscript_onnx(model, tuple(example_inputs), Path(path))
         from deploy.onnx_export import export_onnx
 
         return Path(export_onnx(model, example_inputs, path))
 
-    def session(self, path: Path):
+    def session(self, path: Path, profile_dir: str | None = None):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -106,25 +101,68 @@ class OnnxRuntimeCPU(Profiler):
         }[self.optimization]
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
         so.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.allow_spinning else "0")
+        if profile_dir is not None:  # ORT's own profiler, and the optimized graph its node names refer to
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(profile_dir) / "ort")
+            so.optimized_model_filepath = str(Path(profile_dir) / "optimized.onnx")
+            so.log_severity_level = 3  # ORT warns that an NCHWc-optimized graph is hardware specific: we know
         try:
             return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for unreadable models
             raise ProfilerError(f"{self.name}: cannot load {path}: {str(e).splitlines()[0]}") from None
 
-    def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
+    def _bound_run(self, sess, path: Path, input_shapes: Sequence[Shape]):
         import numpy as np
 
-        sess = self.session(path)
         inputs = sess.get_inputs()
         if len(inputs) != len(input_shapes):
             raise ProfilerError(f"{self.name}: {path} has {len(inputs)} inputs, {len(input_shapes)} shapes given")
         rng = np.random.default_rng(0)
         binding = sess.io_binding()
-        arrays = [rng.standard_normal(s).astype(np.float32) for s in input_shapes]  # kept alive while bound
+        arrays = [rng.standard_normal(s).astype(np.float32) for s in input_shapes]
         for meta, arr in zip(inputs, arrays):
             binding.bind_cpu_input(meta.name, arr)
         for out in sess.get_outputs():
             binding.bind_output(out.name, "cpu")
-        # first run allocates the outputs; later runs reuse them
-        sess.run_with_iobinding(binding)
-        return time_callable(lambda: sess.run_with_iobinding(binding), self.protocol, info=self.settings())
+
+        def run(_keep=arrays):  # the bound arrays must outlive the binding
+            sess.run_with_iobinding(binding)
+
+        run()  # the first run allocates the outputs; later runs reuse them
+        return run
+
+    def prepare(self, path: Path, input_shapes: Sequence[Shape]):
+        """Inputs and outputs bound once with IOBinding: the timed call is the inference only."""
+        return self._bound_run(self.session(path), path, input_shapes)
+
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20):
+        """ORT's profiler (``enable_profiling``): the trimmed mean ``*_kernel_time`` of every node of
+        the optimized graph (``optimized_model_filepath``) over ``runs`` runs after a warm-up."""
+        import json
+        import tempfile
+
+        import numpy as np
+        import onnx
+
+        from profilers.base import NodeProfile, ProfiledNode
+
+        with tempfile.TemporaryDirectory(prefix="hwnas-ortprof-") as d:
+            sess = self.session(path, profile_dir=d)
+            run = self._bound_run(sess, path, input_shapes)
+            for _ in range(max(3, runs // 4)):
+                run()
+            # ORT records every run since the session started: drop those before the timed ones
+            skip = max(3, runs // 4) + 1
+            for _ in range(runs):
+                run()
+            trace = json.loads(Path(sess.end_profiling()).read_text())
+            graph = onnx.load(str(Path(d) / "optimized.onnx"), load_external_data=False).graph
+        durs: dict[str, list[float]] = {}
+        for e in trace:
+            if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+                durs.setdefault(e["name"][: -len("_kernel_time")], []).append(float(e["dur"]))
+        nodes = []
+        for n in graph.node:
+            d_us = durs.get(n.name, [])[skip:]
+            nodes.append(ProfiledNode(n.name, n.op_type, list(n.input), list(n.output), _trimmed_mean(d_us)))
+        return NodeProfile(nodes, [i.name for i in graph.input], [o.name for o in graph.output], runs)

@@ -163,6 +163,55 @@ def time_callable(run: Callable[[], object], protocol: Protocol, clock: Callable
     return best
 
 
+def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, seed: int = 0,
+                     clock: Callable[[], float] | None = None, info: dict | None = None) -> dict[str, Measurement]:
+    """Measure several prepared callables side by side: randomised interleaved trials.
+
+    Each cycle calls every callable once, in a fresh random order (Abedi & Brecht, ICPE'17; duet
+    benchmarking, Bulej et al., ICPE'20), so a slow spell of the machine lands on all of them
+    alike and their *ratios* stay put even when their absolute times drift. Warm-up and the
+    timed window follow ``protocol`` (each callable gets >= ``runs`` samples; the window lasts
+    >= ``min_time_s``). Returns one :class:`Measurement` per name; re-measured (up to
+    ``max_attempts``) while the first name's IQR/median is past ``unstable_iqr``.
+    """
+    import random as _random
+
+    if not runs:
+        raise ProfilerError("nothing to time")
+    if clock is None:
+        clock = time.thread_time if protocol.clock == "thread_cpu" else time.perf_counter
+    names = list(runs)
+    rng = _random.Random(seed)
+    best: dict[str, Measurement] | None = None
+    for attempt in range(1, protocol.max_attempts + 1):
+        warm, t0 = 0, clock()
+        while warm < protocol.warmup_runs or clock() - t0 < protocol.warmup_s:
+            for n in names:
+                runs[n]()
+            warm += 1
+        samples: dict[str, list[float]] = {n: [] for n in names}
+        t_start = clock()
+        cycles = 0
+        while (cycles < protocol.runs or clock() - t_start < protocol.min_time_s) and cycles < protocol.max_runs:
+            order = names[:]
+            rng.shuffle(order)
+            for n in order:
+                a = clock()
+                runs[n]()
+                samples[n].append((clock() - a) * 1e3)
+            cycles += 1
+        got = {n: Measurement.from_samples(samples[n], warm, protocol.unstable_iqr, attempt,
+                                           dict(info or {}, interleaved_with=[m for m in names if m != n]))
+               for n in names}
+        if best is None or got[names[0]].iqr_over_median < best[names[0]].iqr_over_median:
+            best = got
+        if not got[names[0]].unstable:
+            break
+    for m in best.values():
+        m.attempts = attempt
+    return best
+
+
 def pool(measurements: list[Measurement], unstable_iqr: float = 0.10) -> Measurement:
     """One measurement of a configuration measured in several windows (rounds): the fastest
     window's, with every window's median and run count in ``info``.

@@ -26,8 +26,10 @@ def register(sub) -> None:
     q.add_argument("--out", "-o", required=True, help="output .parquet (a journal next to it makes it resumable)")
     q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the randomised measuring order")
     q.add_argument("--rounds", type=positive_int, default=None,
-                   help="measure the whole table this many times, each pass in a new order, and keep each block's "
-                        "fastest window (default 1; 3 on a virtual machine whose speed drifts: 3x the time)")
+                   help="measure the whole table this many times, each pass in a new order (default 1: every block "
+                        "is timed against an interleaved reference, which cancels the machine's drift); a block's "
+                        "context cost is then the median of its windows' ratios to the reference, its plain median "
+                        "the fastest window's")
     q.add_argument("--limit", type=positive_int, default=None, help="stop after this many new blocks (a rerun continues)")
     q.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="ONNX exporter for blocks (onnxruntime/tensorrt backends; torchscript is ~50x faster)")
@@ -49,7 +51,8 @@ def register(sub) -> None:
     q.add_argument("--lut", required=True)
     q.add_argument("--arch", required=True, help="ARCH.json or compact string")
     q.add_argument("--space", default=None, help="space YAML when the table's space is not built in")
-    q.add_argument("--breakdown", action="store_true", help="sum per block kind")
+    q.add_argument("--breakdown", action="store_true", help="predicted cost per block kind")
+    q.add_argument("--json", action="store_true", help='one JSON object: {"predicted_ms": ..., "raw_sum_ms": ..., ...}')
     q.set_defaults(func=_predict)
 
     for name, hlp in (("validate", "measure sampled whole models; report the table's accuracy"),
@@ -72,9 +75,10 @@ def register(sub) -> None:
         q.add_argument("--resolution", type=positive_int, default=None, help="default: the table's resolutions")
         q.add_argument("--candidates", type=positive_int, default=2000, help="sampled architectures to spread the models over")
         q.add_argument("--seed", type=non_negative_int, default=0)
-        q.add_argument("--rounds", type=positive_int, default=3,
-                       help="measure every whole model this many times, round-robin, and keep the fastest window "
-                            "(default 3: the machine's slow spells last seconds)")
+        q.add_argument("--rounds", type=positive_int, default=2,
+                       help="measure every whole model this many times, round-robin, each window against the "
+                            "interleaved reference (default 2: the two rounds, far apart in time, give the "
+                            "test-retest spread; the prediction is scored against the median of the rounds' ratios)")
         q.add_argument("--runs", type=positive_int, default=None,
                        help="timed runs per whole model (default: the table's protocol; warm-up and clock stay the table's)")
         q.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"],
@@ -152,8 +156,8 @@ def _cases(table, space, args, n_total: int):
             return for_export(SODNet(space, a)), (torch.randn(1, 3, a.resolution, a.resolution),)
 
         cases.append(ModelCase(name, [b.key for b in space.blocks(a)], build))
-    raw = [table.raw_sum_ms(c.keys) for c in cases]
-    return raw, cases
+    predicted = [table.model_ms(c.keys) for c in cases]  # models are spread over the predicted range
+    return predicted, cases
 
 
 # ------------------------------------------------------------------------------ commands
@@ -207,16 +211,26 @@ def _predict(args) -> int:
     arch = load_arch(args.arch)
     blocks = space.blocks(arch)
     keys = [b.key for b in blocks]
-    raw = t.predict_ms(keys, calibrated=False)
-    print(f"raw_sum_ms {raw:.3f}")
-    if t.calibration:
-        print(f"calibrated_ms {t.predict_ms(keys, calibrated=True):.3f}")
+    out = t.prediction(keys)
     if args.breakdown:
         per = defaultdict(float)
         for b in blocks:
-            per[b.kind] += t.median_ms(b.key)
-        for k, v in sorted(per.items(), key=lambda kv: -kv[1]):
-            print(f"  {k:8s} {v:9.3f} ms  {100 * v / raw:5.1f} %")
+            per[b.kind] += t.context_ms(b.key) if t.has_context else t.median_ms(b.key)
+        out["breakdown_ms"] = dict(sorted(per.items(), key=lambda kv: -kv[1]))
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+        return 0
+    print(f"predicted_ms {out['predicted_ms']:.3f}")
+    print(f"raw_sum_ms {out['raw_sum_ms']:.3f}   (plain sum of isolated blocks, the baseline)")
+    if t.has_context:
+        print(f"model_ms {out['model_ms']:.3f}   (call overhead {t.call_ms:.4f} ms + blocks in context)")
+    else:
+        print("note: this table has no context costs (built by an earlier hwnas): the prediction is the plain sum; "
+              "rebuild it with `hwnas lut build` for context-aware predictions")
+    if out["calibrated_ms"] is not None:
+        print(f"calibrated_ms {out['calibrated_ms']:.3f}")
+    for k, v in (out.get("breakdown_ms") or {}).items():
+        print(f"  {k:8s} {v:9.3f} ms  {100 * v / out['model_ms']:5.1f} %")
     return 0
 
 
@@ -236,7 +250,7 @@ def _shard(text: str | None):
 
 def _describe(c: dict) -> str:
     count = f" {c['c_ms_per_block']:+.4f} ms * n_blocks" if c["kind"] == "affine+count" else ""
-    return f"measured ≈ {c['a']:.4f} * raw_sum{count} {c['b_ms']:+.3f} ms ({c['kind']})"
+    return f"measured ≈ {c['a']:.4f} * {c.get('fitted_on', 'raw_sum_ms')}{count} {c['b_ms']:+.3f} ms ({c['kind']})"
 
 
 def _pick(raw, n_val: int, n_cal: int):
@@ -272,17 +286,25 @@ def _validate(args) -> int:
     tmp = out_dir / ".report.json.tmp"
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(out_dir / "report.json")
-    preds = {"raw sum": [m["raw_sum_ms"] for m in report["models"]]}
+    preds = {"plain sum": [m["raw_sum_ms"] for m in report["models"]]}
+    if t.has_context:
+        preds["context model"] = [m["model_ms"] for m in report["models"]]
     if report.get("calibration"):
         preds["calibrated"] = [m["calibrated_ms"] for m in report["models"]]
-    plots.scatter([m["measured_ms"] for m in report["models"]], preds, out_dir / "scatter.png",
+    plots.scatter([m["target_ms"] for m in report["models"]], preds, out_dir / "scatter.png",
                   title=f"{t.space.get('name')} on {t.backend.get('name')}, {t.device.get('threads')} thread(s)")
-    for label in ("raw", "calibrated"):
+    for label, what in (("raw", "plain sum vs measured"), ("model", "prediction vs measured (drift-compensated)"),
+                        ("raw_vs_target", "plain sum vs drift-compensated"), ("calibrated", "calibrated prediction")):
         if label in report:
             a = report[label]
-            print(f"{label:10s} n={a['n']} MAPE {a['mape_pct']:.2f} %  RMSPE {a['rmspe_pct']:.2f} %  "
-                  f"within5 {a['within_5_pct']:.0f} %  within10 {a['within_10_pct']:.0f} %  max {a['max_ape_pct']:.1f} %  "
-                  f"bias {a['mean_signed_pct']:+.2f} %  tau {a['kendall_tau']:.3f}  rho {a['spearman_rho']:.3f}")
+            print(f"{what:44s} n={a['n']} MAPE {a['mape_pct']:.2f} %  within5 {a['within_5_pct']:.0f} %  "
+                  f"within10 {a['within_10_pct']:.0f} %  max {a['max_ape_pct']:.1f} %  "
+                  f"bias {a['mean_signed_pct']:+.2f} %  tau {a['kendall_tau']:.3f}")
+    if report.get("retest"):
+        r = report["retest"]
+        norm = (f"; drift-compensated median {r['normalized_median_pct']:.2f} %, p90 {r['normalized_p90_pct']:.2f} %"
+                if "normalized_median_pct" in r else "")
+        print(f"test-retest (same models, two rounds): raw median {r['raw_median_pct']:.2f} %, p90 {r['raw_p90_pct']:.2f} %{norm}")
     if report.get("calibration"):
         c = report["calibration"]
         print(f"calibration: {_describe(c)} (fit on {c['n_models']} other models)")
@@ -306,8 +328,15 @@ def _calibrate(args) -> int:
     chosen = [cases[i] for i in cal]
     measured = measure_cases(chosen, prof, journal=Path(f"{args.lut}.calibration.jsonl"), progress=not args.no_progress,
                              rounds=args.rounds)
-    c = calibrate.fit([t.raw_sum_ms(x.keys) for x in chosen], [measured[x.name]["median_ms"] for x in chosen],
+    from lut.validate import normalized_ms
+
+    def target(name):
+        norm = normalized_ms(measured[name], t.reference_ms)
+        return norm if norm is not None else measured[name]["median_ms"]
+
+    c = calibrate.fit([t.model_ms(x.keys) for x in chosen], [target(x.name) for x in chosen],
                       [len(x.keys) for x in chosen], kind=args.kind)
+    c["fitted_on"] = "model_ms" if t.has_context else "raw_sum_ms"
     t.with_calibration(c).write(args.lut)
     print(f"calibration: {_describe(c)} on {c['n_models']} models (fit MAPE {c['fit_mape_pct']:.2f} %); "
           f"saved into {args.lut}")

@@ -1,0 +1,115 @@
+"""What a block costs inside a whole model, not alone: its *context* cost.
+
+An isolated block pays boundary work that a whole model does not: ONNX Runtime wraps every
+isolated conv block in NCHWc ``ReorderInput`` / ``ReorderOutput`` (12 % of block kernel time on
+inas-sod at 320 px, `../shared/probes/ort_reorders.py`), XNNPACK transposes NCHW<->NHWC at its
+delegate's edges, every call pays the runtime's per-inference dispatch. A whole model pays those
+only where its own layout chain breaks, and the dispatch once.
+
+So a block is also measured *in context*: a 1x1 convolution produces each of its inputs and
+consumes each of its outputs (the neighbours every block of these spaces has: convolutions),
+except where the block faces the model's own input or output (``BlockSpec.model_input`` /
+``model_output``), which keep their real boundary. The runtime then optimizes the block together
+with its neighbours, as it does inside a model: boundary conversions it needs there remain (e.g.
+a ``ReduceMean`` that has no NCHWc kernel), the ones it does not need disappear. The runtime's own
+profiler gives per-node kernel times of that graph; the nodes of the neighbours (and the
+conversions at the graph's own edges, which belong to them) are taken out, and the block's share
+of the kernel time, applied to the context graph's wall time less one call's overhead, is its
+context cost. A model's prediction is one call's overhead plus its blocks' context costs.
+
+Backends whose runtime has no per-node profiler reachable from Python get the isolated time less
+one call's overhead (the per-inference part of the boundary cost; layout conversions stay in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from lut.blocks import BlockSpec
+
+class InContext(nn.Module):
+    """``block`` between 1x1 convolutions: one per input (unless ``model_input``) and one per
+    output (unless ``model_output``). Channel counts are kept, so the block sees its own shapes."""
+
+    def __init__(self, block: nn.Module, input_channels: Sequence[int], output_channels: Sequence[int],
+                 model_input: bool, model_output: bool):
+        super().__init__()
+        self.block = block
+        self.ctx_in = nn.ModuleList([] if model_input else [nn.Conv2d(c, c, 1) for c in input_channels])
+        self.ctx_out = nn.ModuleList([] if model_output else [nn.Conv2d(c, c, 1) for c in output_channels])
+
+    def forward(self, *xs):
+        if len(self.ctx_in):
+            xs = tuple(conv(x) for conv, x in zip(self.ctx_in, xs))
+        y = self.block(*xs)
+        ys = tuple(y) if isinstance(y, (tuple, list)) else (y,)
+        if len(self.ctx_out):
+            ys = tuple(conv(t) for conv, t in zip(self.ctx_out, ys))
+        return ys if len(ys) > 1 else ys[0]
+
+
+def in_context(spec: BlockSpec) -> tuple[nn.Module, tuple]:
+    """(module, example inputs) of ``spec``'s block between its neighbours (deploy form, eval)."""
+    block = spec.build().eval()
+    inputs = spec.example_inputs()
+    with torch.no_grad():
+        y = block(*inputs)
+    ys = tuple(y) if isinstance(y, (tuple, list)) else (y,)
+    module = InContext(block, [s[1] for s in spec.input_shapes], [int(t.shape[1]) for t in ys],
+                       spec.model_input, spec.model_output).eval()
+    return module, inputs
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """How the kernel time of a context graph splits between the block and its neighbours."""
+
+    block_us: float
+    neighbour_us: float
+    block_ops: tuple[str, ...]  # op types of the block's nodes in the runtime's graph, in order
+    neighbour_ops: tuple[str, ...]
+
+    @property
+    def share(self) -> float:
+        total = self.block_us + self.neighbour_us
+        return self.block_us / total if total > 0 else 1.0
+
+
+def attribute(profile, has_inputs_ctx: bool, has_outputs_ctx: bool) -> Attribution:
+    """Split a :class:`profilers.base.NodeProfile` of an :class:`InContext` graph.
+
+    Found by the graph's structure, not by names (a runtime renames the nodes it rewrites): the
+    input neighbours are the nodes that consume a graph input — a layout conversion and the
+    1x1 convolution after it, or the convolution itself — and the output neighbours the nodes that
+    produce a graph output — the convolution, or a conversion and the convolution before it.
+    Everything else, including conversions between a neighbour and the block, is the block's: a
+    model pays those too, since its real neighbours are convolutions as well.
+    """
+    producer = {t: n for n in profile.nodes for t in n.outputs}
+    consumers: dict[str, list] = {}
+    for n in profile.nodes:
+        for t in n.inputs:
+            consumers.setdefault(t, []).append(n)
+    neighbours: set[int] = set()  # id() of nodes: names need not be unique
+    if has_inputs_ctx:
+        for g in profile.graph_inputs:
+            for n in consumers.get(g, []):
+                neighbours.add(id(n))
+                if n.op_type.startswith("Reorder"):
+                    neighbours.update(id(c) for t in n.outputs for c in consumers.get(t, []))
+    if has_outputs_ctx:
+        for g in profile.graph_outputs:
+            n = producer.get(g)
+            if n is None:
+                continue
+            neighbours.add(id(n))
+            if n.op_type.startswith("Reorder") and n.inputs and n.inputs[0] in producer:
+                neighbours.add(id(producer[n.inputs[0]]))
+    mine = [n for n in profile.nodes if id(n) not in neighbours]
+    theirs = [n for n in profile.nodes if id(n) in neighbours]
+    return Attribution(float(sum(n.median_us for n in mine)), float(sum(n.median_us for n in theirs)),
+                       tuple(n.op_type for n in mine), tuple(n.op_type for n in theirs))

@@ -1,0 +1,119 @@
+"""Measure one block the way a latency table needs it: alone, in context, against the reference.
+
+One window per block: the isolated block (the plain-sum baseline), the block in context
+(``lut.context``) and the reference model (``lut.reference``) run interleaved, run for run in
+random order, so the three medians come from the same moments of the machine. Then the runtime's
+own profiler splits the context graph's kernel time between the block and its neighbours. A row
+gets, beside the isolated statistics (``median_ms`` ...):
+
+* ``ref_ms``        the reference's median in the same window (the drift scale);
+* ``context_ms``    the block's in-model cost in that window: (context wall median − one call's
+                    overhead) x the block's share of the context graph's kernel time;
+* ``context_share`` that share (``NaN`` where the runtime has no per-node profiler: then
+                    ``context_ms`` is the isolated median less one call's overhead).
+
+Backends that cannot run an artifact in this process (ssh, adb, trtexec) are measured one
+artifact at a time, without the reference (``ref_ms`` is ``NaN``: no drift compensation).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from lut.blocks import BlockSpec
+from lut.context import attribute, in_context
+from lut.reference import REFERENCE_NAME, call_model, reference_model
+
+NODE_PROFILE_RUNS = 20
+
+
+def latency_model_kind(profiler) -> dict:
+    """How a table built with ``profiler`` measures context costs; tables of different kinds never mix."""
+    from profilers.base import Profiler
+
+    interleaved = bool(getattr(profiler, "can_interleave", False))
+    profiled = interleaved and type(profiler).node_profile is not Profiler.node_profile
+    return {"version": 1, "reference": REFERENCE_NAME if interleaved else None,
+            "context": "node-profile" if profiled else "call-overhead"}
+
+
+@dataclass
+class BlockArtifacts:
+    isolated: Path
+    context: Path | None  # None: the runtime cannot profile nodes, the context graph would not be used
+
+
+class BlockMeter:
+    """Measures blocks for one table build: holds the reference, the call overhead and a work folder."""
+
+    def __init__(self, profiler, workdir: Path, seed: int = 0):
+        self.profiler = profiler
+        self.workdir = Path(workdir)
+        self.seed = seed
+        self.interleaved = bool(getattr(profiler, "can_interleave", False))
+        self._n = 0
+        self.ref_path = self._export(*reference_model(), "reference")
+        self.ref_shapes = [tuple(t.shape) for t in reference_model()[1]]
+        call_path = self._export(*call_model(), "call")
+        call_shapes = [tuple(t.shape) for t in call_model()[1]]
+        self.node_profiles = False
+        if self.interleaved:
+            from profilers.stats import time_interleaved
+
+            self._ref_run = profiler.prepare(self.ref_path, self.ref_shapes)
+            got = time_interleaved({"call": profiler.prepare(call_path, call_shapes), "ref": self._ref_run},
+                                   profiler.protocol, seed=seed)
+            self.call_ms, self.call_ref_ms = got["call"].median_ms, got["ref"].median_ms
+            self.node_profiles = latency_model_kind(profiler)["context"] == "node-profile"
+        else:
+            self.call_ms, self.call_ref_ms = profiler.measure_artifact(call_path, call_shapes).median_ms, math.nan
+
+    def describe(self) -> dict:
+        """What the table's metadata records about how its context costs were measured."""
+        return dict(latency_model_kind(self.profiler), call_ms=self.call_ms,
+                    call_ref_ms=None if math.isnan(self.call_ref_ms) else self.call_ref_ms)
+
+    def adopt(self, described: dict) -> None:
+        """Use the call overhead a build measured when it started (resuming or extending it)."""
+        if described.get("call_ms") is not None:
+            self.call_ms = float(described["call_ms"])
+            ref = described.get("call_ref_ms")
+            self.call_ref_ms = float(ref) if ref is not None else math.nan
+
+    def _export(self, module, inputs, stem: str) -> Path:
+        self._n += 1
+        return Path(self.profiler.export(module, tuple(inputs), self.workdir / f"{stem}{self._n}{self.profiler.artifact_suffix}"))
+
+    def export(self, block: BlockSpec) -> BlockArtifacts:
+        isolated = self._export(block.build(), block.example_inputs(), "block")
+        context = self._export(*in_context(block), "context") if self.node_profiles else None
+        return BlockArtifacts(isolated, context)
+
+    def measure(self, block: BlockSpec, arts: BlockArtifacts, window: int = 0):
+        """(isolated Measurement, extra row fields) of one window."""
+        shapes = list(block.input_shapes)
+        if not self.interleaved:
+            m = self.profiler.measure_artifact(arts.isolated, shapes)
+            return m, {"ref_ms": math.nan, "context_ms": max(m.median_ms - self.call_ms, 0.0), "context_share": math.nan}
+        from profilers.stats import time_interleaved
+
+        runs = {"block": self.profiler.prepare(arts.isolated, shapes), "ref": self._ref_run}
+        if arts.context is not None:
+            runs["context"] = self.profiler.prepare(arts.context, shapes)
+        got = time_interleaved(runs, self.profiler.protocol, seed=zlib.crc32(f"{self.seed}|{block.key}|{window}".encode()),
+                               info=self.profiler.settings())
+        ref_ms = got["ref"].median_ms
+        call_here_ms = self.call_ms * ref_ms / self.call_ref_ms  # the call overhead at this window's speed
+        if arts.context is None:
+            share = math.nan
+            context_ms = max(got["block"].median_ms - call_here_ms, 0.0)
+        else:
+            # ~0.05 s of profiled runs (20-200): sub-0.1 ms blocks need many for whole-microsecond timestamps
+            runs_n = int(min(200, max(NODE_PROFILE_RUNS, 0.05 / max(got["context"].median_ms * 1e-3, 1e-6))))
+            prof = self.profiler.node_profile(arts.context, shapes, runs=runs_n)
+            share = attribute(prof, not block.model_input, not block.model_output).share
+            context_ms = max(got["context"].median_ms - call_here_ms, 0.0) * share
+        return got["block"], {"ref_ms": ref_ms, "context_ms": context_ms, "context_share": share}

@@ -1,0 +1,46 @@
+"""The fixed workloads a latency table is measured against: a reference model and an empty call.
+
+**Reference** (drift compensation). This machine's speed drifts: slow spells of seconds, 25 % of
+0.5 s windows more than 10 % slow (``bench/machine_drift.py``), and a table built in a slow hour
+predicts every model too slow. Every block is therefore timed interleaved with one fixed
+reference model, run for run in random order (``profilers.stats.time_interleaved``), and stored
+with the reference's median of the same window. The *ratio* block/reference cancels what slowed
+both; the table converts ratios back to milliseconds with the reference's median over the whole
+build. Whole models are validated the same way.
+
+**Call** (per-inference overhead). An isolated block pays one runtime call (dispatch, input and
+output binding) that a whole model pays once for all its blocks. A model that does next to
+nothing (one ReLU on 8 numbers) measures it, interleaved with the reference like everything else.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+REFERENCE_NAME = "ref-conv16-32px-v1"  # change the name when the workload changes: tables record it
+
+
+class _Reference(nn.Module):
+    """Convolutions of the kinds the blocks run (dense 3x3, depthwise, pointwise), ~0.1 ms at 1 thread."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU(),
+            nn.Conv2d(16, 16, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def reference_model() -> tuple[nn.Module, tuple]:
+    """(module, example inputs), the same on every machine (seeded weights)."""
+    torch.manual_seed(0)
+    return _Reference().eval(), (torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(0)),)
+
+
+def call_model() -> tuple[nn.Module, tuple]:
+    """The cheapest model a runtime still has to call: what remains is the per-call overhead."""
+    return nn.ReLU().eval(), (torch.zeros(1, 8, 1, 1),)

@@ -1,0 +1,184 @@
+"""The latency model's pieces on small real ONNX Runtime graphs: context attribution, the
+interleaved reference, a short build, prediction, and older tables."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+pytest.importorskip("onnxruntime")
+
+import profilers  # noqa: E402
+from lut.blocks import BlockSpec  # noqa: E402
+from lut.context import attribute, in_context  # noqa: E402
+from profilers.stats import Protocol, time_interleaved  # noqa: E402
+
+QUICK = Protocol(warmup_runs=10, warmup_s=0.2, runs=20, min_time_s=0.05, max_attempts=1)
+
+
+def _ort():
+    return profilers.get("onnxruntime-cpu", threads=1, protocol=QUICK, exporter="torchscript")
+
+
+class _Conv(nn.Module):  # a block whose edges ORT keeps in NCHWc inside a model
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
+
+
+class _MeanFirst(nn.Module):  # starts with ReduceMean, which has no NCHWc kernel: the model pays a reorder
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(16, 16, 1)
+
+    def forward(self, x):
+        return self.conv(x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True)))
+
+
+def _spec(module_cls, **kw):
+    return BlockSpec(f"test {module_cls.__name__} {kw}", "test", ((1, 16, 16, 16),), lambda: module_cls().eval(), **kw)
+
+
+def _attributed(spec, tmp_path, name):
+    prof = _ort()
+    module, inputs = in_context(spec)
+    path = prof.export(module, inputs, tmp_path / f"{name}.onnx")
+    profile = prof.node_profile(path, list(spec.input_shapes), runs=5)
+    a = attribute(profile, not spec.model_input, not spec.model_output)
+    return profile, a
+
+
+def test_isolated_conv_block_pays_reorders_that_its_context_drops(tmp_path):
+    spec = _spec(_Conv)
+    prof = _ort()
+    iso = prof.node_profile(prof.export(spec.build(), spec.example_inputs(), tmp_path / "iso.onnx"), [(1, 16, 16, 16)], runs=5)
+    iso_ops = [n.op_type for n in iso.nodes]
+    assert iso_ops.count("ReorderInput") == 1 and iso_ops.count("ReorderOutput") == 1, iso_ops
+    profile, a = _attributed(spec, tmp_path, "ctx")
+    assert a.block_ops == ("Conv",), a  # between convolutions the block is one NCHWc conv, no conversion
+    assert "ReorderInput" in a.neighbour_ops and "ReorderOutput" in a.neighbour_ops  # the graph's edges
+    assert 0 < a.share < 1
+
+
+def test_block_facing_the_model_output_keeps_its_output_reorder(tmp_path):
+    spec = _spec(_Conv, model_output=True)
+    profile, a = _attributed(spec, tmp_path, "out")
+    ops = a.block_ops
+    assert "ReorderOutput" in ops and "ReorderInput" not in ops, ops  # the model's output is NCHW: paid
+
+
+def test_block_without_nchwc_entry_keeps_the_conversion_the_model_pays(tmp_path):
+    spec = _spec(_MeanFirst)
+    profile, a = _attributed(spec, tmp_path, "mean")
+    ops = a.block_ops
+    assert ops.count("ReorderOutput") >= 1, ops  # ReduceMean needs NCHW: the conversion after its producer stays
+    assert "ReduceMean" in ops
+
+
+def test_interleaved_ratio_tracks_work_and_cancels_a_slowdown():
+    def work(n):
+        x = torch.randn(64, 64)
+        return lambda: [x @ x for _ in range(n)]
+
+    one, three = work(1), work(3)
+    got = time_interleaved({"three": three, "one": one}, QUICK, seed=1)
+    assert got["three"].runs >= QUICK.runs and got["one"].runs >= QUICK.runs
+    ratio = got["three"].median_ms / got["one"].median_ms
+    assert 1.8 < ratio < 4.5, ratio
+
+    # a machine running slow for the whole window slows both: the ratio stays, the medians do not
+    def slowed(f):
+        def g():
+            t = time.perf_counter()
+            f()
+            dt = time.perf_counter() - t
+            while time.perf_counter() - t < 2 * dt:
+                pass
+        return g
+
+    slow = time_interleaved({"three": slowed(three), "one": slowed(one)}, QUICK, seed=1)
+    assert slow["one"].median_ms > 1.5 * got["one"].median_ms
+    assert slow["three"].median_ms / slow["one"].median_ms == pytest.approx(ratio, rel=0.35)
+
+
+def test_short_build_records_reference_and_context_and_predicts_with_them(tmp_path):
+    from hwnas.space import create
+    from lut.build import build
+    from lut.table import LatencyTable
+
+    space = create("inas-tiny")
+    arch = space.smallest(64)
+    blocks = space.blocks(arch)
+    out = tmp_path / "t.parquet"
+    table = build(blocks, _ort(), out, {"name": space.name, "hash": space.hash}, resolutions=[64], progress=False)
+    t = LatencyTable.read(out)
+    assert t.has_context and t.metadata["latency_model"]["context"] == "node-profile"
+    rows = t.rows
+    assert (rows["ref_ms"] > 0).all() and (rows["context_ms"] > 0).all()
+    assert ((rows["context_share"] > 0) & (rows["context_share"] <= 1)).all()
+    keys = [b.key for b in blocks]
+    expect = t.call_ms + sum(t.context_ms(k) for k in keys)
+    assert t.model_ms(keys) == pytest.approx(expect)
+    assert t.raw_sum_ms(keys) == pytest.approx(float(rows.set_index("key").loc[keys, "median_ms"].sum()))
+    # context costs are below the isolated medians on the whole (isolated blocks pay boundaries)
+    ctx_norm = sum(t.context_ms(k) for k in keys)
+    raw_norm = sum(r.median_ms * t.reference_ms / r.ref_ms for r in rows.itertuples())
+    assert ctx_norm < raw_norm
+    assert len(table) == len(set(keys))
+
+
+def test_older_table_predicts_plain_sum_and_refuses_to_mix(tmp_path):
+    import pyarrow.parquet as pq
+
+    from lut.build import build
+    from lut.errors import LUTError
+    from lut.table import META_KEY, LatencyTable, compatibility_problem
+
+    spec = _spec(_Conv)
+    out = tmp_path / "new.parquet"
+    build([spec], _ort(), out, {"name": "toy", "hash": "h"}, progress=False)
+    new = LatencyTable.read(out)
+    # what an earlier hwnas wrote: no context columns, no latency model
+    old_rows = new.rows.drop(columns=["ref_ms", "context_ms", "context_share"])
+    meta = {k: v for k, v in new.metadata.items() if k != "latency_model"}
+    import pyarrow as pa
+
+    tbl = pa.Table.from_pandas(old_rows, preserve_index=False)
+    tbl = tbl.replace_schema_metadata({META_KEY: json.dumps(dict(meta, format=1)).encode()})
+    pq.write_table(tbl, tmp_path / "old.parquet")
+    old = LatencyTable.read(tmp_path / "old.parquet")
+    assert not old.has_context
+    assert old.predict_ms([spec.key]) == pytest.approx(old.raw_sum_ms([spec.key]))
+    assert math.isnan(old.rows["context_ms"].iloc[0])
+    problem = compatibility_problem(old.metadata, new.metadata)
+    assert problem and "latency model differs" in problem and "before hwnas measured context costs" in problem
+    with pytest.raises(LUTError, match="rebuild"):
+        old.context_ms(spec.key)
+
+
+def test_lut_predict_json_and_text(tmp_path, capsys):
+    from hwnas.cli import main
+    from hwnas.space import create
+    from lut.build import build
+
+    space = create("inas-tiny")
+    arch = space.smallest(64)
+    out = tmp_path / "t.parquet"
+    build(space.blocks(arch), _ort(), out, {"name": space.name, "hash": space.hash}, resolutions=[64], progress=False)
+    arch_file = tmp_path / "a.json"
+    arch_file.write_text(arch.to_json() if hasattr(arch, "to_json") else json.dumps(arch.to_dict()))
+    assert main(["lut", "predict", "--lut", str(out), "--arch", str(arch_file), "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["predicted_ms"] > 0 and obj["raw_sum_ms"] > 0 and obj["latency_model"] == "context"
+    assert obj["predicted_ms"] == pytest.approx(obj["model_ms"])
+    assert main(["lut", "predict", "--lut", str(out), "--arch", str(arch_file), "--breakdown"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("predicted_ms ")
