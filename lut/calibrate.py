@@ -30,6 +30,31 @@ MIN_MODELS = 3
 MIN_MODELS_COUNT_TERM = 12  # with fewer models the extra term fits noise (seen: 6 models, fit MAPE 25 %)
 OUTLIER_MADS = 4.0
 KINDS = ("auto", "affine", "affine+count")
+# two fitted models whose measured latencies differ by more than this share are "clearly ordered":
+# a fit that predicts them the other way round would mislead a search, so it is refused
+RANK_MARGIN = 0.25
+
+
+def min_models(kind: str) -> int:
+    """The fewest measured models a fit of ``kind`` accepts."""
+    return MIN_MODELS_COUNT_TERM if kind == "affine+count" else MIN_MODELS
+
+
+def _check_rank_order(record: dict, x: np.ndarray, y: np.ndarray, n: np.ndarray | None) -> None:
+    """Refuse a fit that is not increasing in the raw sum, or that predicts two clearly ordered
+    fitted models (measured more than ``RANK_MARGIN`` apart) in the opposite order."""
+    if record["a"] <= 0:
+        raise LUTError(f"calibration refused: the fitted scale a = {record['a']:.4g} is not positive, so a model "
+                       "with slower blocks would be predicted faster; measure more (or more varied) models")
+    pred = np.array([apply(record, xi, None if n is None else ni) for xi, ni in zip(x, n if n is not None else x)])
+    order = np.argsort(y)
+    for ii, i in enumerate(order):
+        for j in order[ii + 1:]:
+            if y[j] > (1 + RANK_MARGIN) * y[i] and pred[j] < pred[i]:
+                raise LUTError(
+                    f"calibration refused: the {record['kind']} fit ranks a model measured at {y[j]:.3g} ms faster "
+                    f"than one measured at {y[i]:.3g} ms (predicted {pred[j]:.3g} vs {pred[i]:.3g} ms); "
+                    f"measure more models (--n) or use --kind affine")
 
 
 def _fit_kind(x: np.ndarray, y: np.ndarray, n: np.ndarray | None, kind: str) -> dict:
@@ -83,20 +108,28 @@ def fit(raw_sums_ms: Sequence[float], measured_ms: Sequence[float], n_blocks: Se
     y = np.asarray(measured_ms, dtype=float)
     if x.shape != y.shape or x.size < MIN_MODELS:
         raise LUTError(f"calibration needs >= {MIN_MODELS} measured models with their raw sums, got {x.size}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise LUTError("calibration needs finite raw sums and measured latencies")
     if np.any(y <= 0) or np.any(x <= 0):
         raise LUTError("calibration needs positive raw sums and measured latencies")
     n = np.asarray(n_blocks, dtype=float) if n_blocks is not None else None
     if kind == "affine+count" and (n is None or n.shape != x.shape):
         raise LUTError("calibration kind affine+count needs the block count of every model")
+    if x.size < min_models(kind):
+        raise LUTError(f"calibration kind {kind} needs >= {min_models(kind)} measured models (with fewer, the "
+                       f"block-count term fits noise), got {x.size}; measure more or use --kind affine")
+    if kind == "affine+count" and np.ptp(n) == 0:
+        raise LUTError("calibration kind affine+count needs models of differing block counts; all have "
+                       f"{int(n[0])} blocks")
     if kind != "auto":
-        return _fit_kind(x, y, n, kind)
-    usable = n is not None and n.shape == x.shape and x.size >= MIN_MODELS_COUNT_TERM and np.ptp(n) > 0
-    if not usable:
-        return _fit_kind(x, y, n, "affine")
-    loo = {k: _loo_mape_pct(x, y, n, k) for k in ("affine", "affine+count")}
-    best = min(loo, key=loo.get)
-    record = _fit_kind(x, y, n, best)
-    record["loo_mape_pct"] = {k: round(v, 3) for k, v in loo.items()}
+        record = _fit_kind(x, y, n, kind)
+    elif not (n is not None and n.shape == x.shape and x.size >= MIN_MODELS_COUNT_TERM and np.ptp(n) > 0):
+        record = _fit_kind(x, y, n, "affine")
+    else:
+        loo = {k: _loo_mape_pct(x, y, n, k) for k in ("affine", "affine+count")}
+        record = _fit_kind(x, y, n, min(loo, key=loo.get))
+        record["loo_mape_pct"] = {k: round(v, 3) for k, v in loo.items()}
+    _check_rank_order(record, x, y, n if record["kind"] == "affine+count" else None)
     return record
 
 

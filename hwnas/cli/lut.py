@@ -269,6 +269,9 @@ def _validate(args) -> int:
 
     if args.n < 2:
         raise LUTError(f"--n must be >= 2, got {args.n}")
+    _check_calibration_models(args.calibrate, args.kind, "--calibrate", allow_zero=True)
+    if args.save_calibration and not args.calibrate:
+        raise LUTError("--save-calibration needs calibration models: --calibrate N")
     t = LatencyTable.read(args.lut)
     space = _space_for(t, args.space)
     prof = _table_profiler(t, args)
@@ -315,11 +318,24 @@ def _validate(args) -> int:
     return 0
 
 
+def _check_calibration_models(n: int, kind: str, option: str, allow_zero: bool = False) -> None:
+    """Refuse, before anything is measured, a model count the calibration kind cannot be fitted on."""
+    from lut.calibrate import min_models
+    from lut.errors import LUTError
+
+    if allow_zero and n == 0:
+        return
+    if n < min_models(kind):
+        raise LUTError(f"{option} {n}: calibration kind {kind} needs >= {min_models(kind)} models"
+                       + (" (or 0 for none)" if allow_zero else ""))
+
+
 def _calibrate(args) -> int:
     from lut import calibrate
     from lut.table import LatencyTable
     from lut.validate import measure_cases
 
+    _check_calibration_models(args.n, args.kind, "--n")
     t = LatencyTable.read(args.lut)
     space = _space_for(t, args.space)
     prof = _table_profiler(t, args)
