@@ -158,6 +158,29 @@ def load_mask(path: str | Path) -> np.ndarray:
     return np.asarray(_open(Path(path), "L"))
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header (nothing decoded); :class:`DataError` if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except UnidentifiedImageError:
+        raise DataError(f"cannot read image {path}: not a recognised image file (corrupt or wrong extension?)") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+
+
+def check_pair_sizes(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Refuse a pair whose mask is not the size of its image (as ``hwnas data check`` does): resizing
+    both to one square would silently misalign them."""
+    for img_path, mask_path in pairs:
+        (iw, ih), (mw, mh) = image_size(img_path), image_size(mask_path)
+        if (iw, ih) != (mw, mh):
+            raise DataError(f"{img_path}: image is {iw}x{ih} but its mask {mask_path.name} is {mw}x{mh}; "
+                            "fix or remove the pair (hwnas data check finds such pairs)")
+
+
 def _resize(arr: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
@@ -182,6 +205,7 @@ class SODFolder(Dataset):
         if size < 8:
             raise DataError(f"image size must be >= 8 pixels, got {size}")
         self.pairs = find_pairs(root, images=images, masks=masks)
+        check_pair_sizes(self.pairs)  # headers only: about 0.1 ms per file
         self.size = int(size)
         self.mask_size = int(mask_size or size)
         self.augment = augment
