@@ -321,24 +321,30 @@ class Journal:
       Rows before the header, or rows with no header at all, are refused: their settings are unknown.
 
     ``read()`` / ``Journal.rows`` give the rows (header excluded) without taking the lock, so a
-    reader can look at a journal another process is writing.
+    reader can look at a journal another process is writing. ``identity=None`` inspects a journal
+    without comparing its header (``Journal.header`` is what it was written with, ``None`` for a
+    journal from before headers existed); a second header or rows before the header are still refused.
+    ``required`` names keys every row has; ``check(row)`` returns why a row is unusable (or None).
     """
 
-    def __init__(self, path: str | Path, identity: dict, *, what: str | None = None, header_key: str = "header",
+    def __init__(self, path: str | Path, identity: dict | None, *, what: str | None = None, header_key: str = "header",
                  problem: Callable[[dict, dict], str | None] | None = None, required: tuple[str, ...] = (),
-                 lost: str = "one row", on_warning: Callable[[str], None] = warn):
+                 check: Callable[[dict], str | None] | None = None, lost: str = "one row",
+                 on_warning: Callable[[str], None] = warn):
         self.path = Path(path)
         self.identity = identity
         self.what = what or f"journal {self.path}"
         self.header_key = header_key
         self.problem = problem
         self.required = tuple(required)
+        self.check = check
         self.lost = lost
         self.on_warning = on_warning
         self.header: dict | None = None
         self.rows: list[dict] = []
         self._lock = _Lock(self.path.with_name(self.path.name + ".lock"), self.what)
         self._fd: int | None = None
+        self._writable = False
 
     # -------------------------------------------------------------------------------- reading
     def read(self) -> list[dict]:
@@ -369,6 +375,9 @@ class Journal:
                 self._damaged(n, raw, "cut off by a kill or a full disk" if torn else "not a JSON object")
                 continue
             if self.header_key in obj:
+                if rows and header is None:
+                    raise IdentityError(f"{self.what} has rows before its header on line {n}; the settings they "
+                                        "were written with are unknown. Delete it or use another output path")
                 if header is not None:
                     diff = self._difference(header, obj[self.header_key])
                     raise IdentityError(
@@ -378,16 +387,17 @@ class Journal:
                 header, header_line = obj[self.header_key], n
                 if not isinstance(header, dict):
                     raise IdentityError(f"{self.what}: the header on line {n} is not an object")
-                diff = self._difference(header, self.identity)
+                diff = self._difference(header, self.identity) if self.identity is not None else None
                 if diff:
                     raise IdentityError(f"{self.what} was written with other settings ({diff}; found vs this "
                                         "command's); use the same settings to resume, or another output path")
                 continue
             missing = [k for k in self.required if k not in obj]
-            if missing:
-                self._damaged(n, raw, f"no {', '.join(missing)}")
+            why = f"no {', '.join(missing)}" if missing else (self.check(obj) if self.check else None)
+            if why:
+                self._damaged(n, raw, why)
                 continue
-            if header is None:
+            if header_line == 0 and self.identity is not None:
                 raise IdentityError(f"{self.what} has a row on line {n} before any header line; the settings it was "
                                     "written with are unknown. Delete it or use another output path")
             rows.append(obj)
@@ -412,23 +422,27 @@ class Journal:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def lock(self) -> Journal:
+        """Take the writer lock only (``open`` takes it too): for a command that must hold it
+        before it knows its identity, e.g. while it reads the artifact the journal will extend."""
+        if self._lock.fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        return self
+
     def open(self) -> Journal:
-        """Take the lock, read and check the journal, and make it ready for appends (writing the
-        header when there is none)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock.acquire()
+        """Take the lock (unless held), read and check the journal, and make it ready for appends
+        (the header is written with the first row, from ``identity`` as it is then)."""
+        if self.identity is None:
+            raise ValueError("a journal opened for writing needs the identity of the command's settings")
+        self.lock()
         try:
             self.header, self.rows, complete = self._parse()
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _file_mode())
-            self._fd = fd
-            if self.header is None and not self.rows and self.path.stat().st_size:
-                os.ftruncate(fd, 0)  # only damaged lines and no header: nothing worth keeping
-                complete = True
-            if not complete:
+            self._writable = True
+            if self.header is None and not self.rows and self.path.exists() and self.path.stat().st_size:
+                self._write(b"", truncate=True)  # only damaged lines and no header: nothing worth keeping
+            elif not complete:
                 self._write(b"\n")  # the torn line stays (skipped when read); appends start a fresh line
-            if self.header is None:
-                self._write_line({self.header_key: self.identity})
-                self.header = self.identity
         except BaseException:
             self.close()
             raise
@@ -436,16 +450,23 @@ class Journal:
 
     def append(self, row: dict) -> None:
         """One row, on disk (fsynced) when this returns."""
-        if self._fd is None:
+        if not self._writable:
             raise RuntimeError(f"{self.what} is not open for writing")
+        if self.header is None:  # written with the first row: a journal never holds just a header
+            self._write_line({self.header_key: self.identity})
+            self.header = self.identity
         self._write_line(row)
         self.rows.append(row)
 
     def _write_line(self, obj: dict) -> None:
         self._write((json.dumps(obj, sort_keys=True) + "\n").encode())
 
-    def _write(self, data: bytes) -> None:
-        try:
+    def _write(self, data: bytes, truncate: bool = False) -> None:
+        try:  # the file is created by the first write: opening a journal and writing nothing leaves none
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _file_mode())
+            if truncate:
+                os.ftruncate(self._fd, 0)
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
@@ -454,6 +475,7 @@ class Journal:
             raise _with_path(e, self.path) from e
 
     def close(self) -> None:
+        self._writable = False
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -12,12 +12,11 @@ with measurements of another space, device, backend or protocol.
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
 import random
 from pathlib import Path
 from typing import Callable, Sequence
 
+from deploy.fileio import Journal
 from lut.blocks import BlockSpec
 from lut.errors import LUTError
 from lut.measure import latency_model_kind
@@ -31,42 +30,27 @@ def journal_path(out: str | Path) -> Path:
 
 def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = None) -> dict:
     """The identity a table is stored with (see ``lut.table``)."""
-    backend = getattr(profiler, "backend", None) or profiler.name  # ssh wraps an inner backend
     device = profiler.device_info()
+    ident = profiler.identity()
     return {
         "space": dict(space),
         "device": device,
-        "backend": {"name": backend, "version": device.get("runtime_version"), "settings": profiler.settings(),
-                    "options": getattr(profiler, "inner", profiler).options()},
+        "backend": {"name": ident["name"], "version": device.get("runtime_version"), "settings": ident["settings"],
+                    "options": ident["options"]},
         "protocol": profiler.protocol.to_dict(),
-        # how block artifacts were produced (recorded, not compared: validation uses the deploy exporter)
-        "block_exporter": getattr(getattr(profiler, "inner", profiler), "exporter", None),
+        # how block artifacts were produced (recorded, not compared: whole models may be made another way)
+        "artifacts": ident["artifacts"],
         "resolutions": sorted(set(int(r) for r in resolutions)) if resolutions else None,
         "latency_model": latency_model_kind(profiler),
     }
 
 
 def _read_journal(path: Path) -> tuple[dict | None, list[dict]]:
-    """Header and complete rows (each with its ``round``, 0 when absent); a torn last line (killed
-    mid-write) is cut off the file."""
-    if not path.exists():
-        return None, []
-    data = path.read_bytes()
-    good = data.rfind(b"\n") + 1
-    if good < len(data):
-        with open(path, "r+b") as f:  # drop the partial line so appends start on a clean line
-            f.truncate(good)
-        data = data[:good]
-    header, rows = None, []
-    for line in data.decode().splitlines():
-        if not line.strip():
-            continue
-        obj = json.loads(line)
-        if "header" in obj:
-            header = obj["header"]
-        elif "row" in obj:
-            rows.append(dict(obj["row"], round=int(obj.get("round", 0))))
-    return header, rows
+    """Header and usable rows (each with its ``round``, 0 when absent), read without the lock;
+    a journal holding two headers (two builds wrote into it) is refused."""
+    j = _journal(path, None)
+    rows = j.read()
+    return j.header, _journal_rows(rows)
 
 
 def _by_key_and_round(journaled: list[dict]) -> dict[str, dict[int, dict]]:
@@ -104,12 +88,6 @@ def _pooled_row(block_rows: list[dict], unstable_iqr: float) -> dict:
     return row
 
 
-def _append(f, obj: dict) -> None:
-    f.write(json.dumps(obj, sort_keys=True) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
-
-
 def _row(block: BlockSpec, m) -> dict:
     d = m.to_dict()
     row = {k: d[k] for k in COLUMNS if k in d}
@@ -122,6 +100,22 @@ def _row(block: BlockSpec, m) -> dict:
 def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *, resolutions=None, seed: int = 0,
           progress: bool = True, limit: int | None = None,
           on_row: Callable[[dict], None] | None = None) -> LatencyTable:
+    """See :func:`_build`. One build at a time per ``out``: the journal's lock is taken before the
+    table is read (a second build is refused naming the first one's pid) and held until the table
+    is written and the journal removed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    journal = _journal(journal_path(out), None).lock()
+    try:
+        return _build(blocks, profiler, out, space, journal, resolutions=resolutions, seed=seed, progress=progress,
+                      limit=limit, on_row=on_row)
+    finally:
+        journal.close()
+
+
+def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journal: Journal, *, resolutions=None,
+           seed: int = 0, progress: bool = True, limit: int | None = None,
+           on_row: Callable[[dict], None] | None = None) -> LatencyTable:
     """Measure each distinct key of ``blocks`` with ``profiler`` into the table at ``out``.
 
     ``space`` is ``{"name": ..., "hash": ...}``. With ``profiler.protocol.rounds`` = R > 1 the
@@ -152,12 +146,10 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
         if existing.metadata.get("latency_model"):
             meta["latency_model"] = existing.metadata["latency_model"]
 
-    jpath = journal_path(out)
-    header, journaled = _read_journal(jpath)
-    if header is not None:
-        problem = compatibility_problem(header, meta)
-        if problem:
-            raise LUTError(f"journal {jpath} is from another build ({problem}); delete it or use another --out")
+    jpath = journal.path
+    journal.identity = meta  # the header is written with the first row, from meta as it is then
+    journal.open()  # refuses a journal of other settings, or one holding two headers
+    header, journaled = journal.header, _journal_rows(journal.rows)
     by_round = _by_key_and_round([r for r in journaled if r["key"] not in finished])
 
     unique: dict[str, BlockSpec] = {}
@@ -181,15 +173,13 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
 
         from lut.measure import BlockMeter
 
-        with open(jpath, "a") as f, tempfile.TemporaryDirectory(prefix="hwnas-lut-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="hwnas-lut-") as tmp:
             meter = BlockMeter(profiler, Path(tmp), seed=seed)
             # a resumed or extended build keeps the call overhead its first rows were measured with
             prior = (header or {}).get("latency_model") or meta.get("latency_model")
             if prior:
                 meter.adopt(prior)
             meta["latency_model"] = meter.describe()
-            if header is None:
-                _append(f, {"header": meta})
             desc = f"lut {space.get('name')} on {meta['backend']['name']}" + (f", {rounds} rounds" if rounds > 1 else "")
             bar = tqdm(todo, desc=desc, unit="block", disable=not progress, total=len(todo))
             artifacts = {}
@@ -199,7 +189,7 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
                     artifacts[key] = meter.export(block)
                 m, extra = meter.measure(block, artifacts[key], window=rnd)
                 row = dict(_row(block, m), **extra)
-                _append(f, {"row": row, "round": rnd})
+                journal.append({"row": row, "round": rnd})
                 by_round.setdefault(key, {})[rnd] = dict(row, round=rnd)
                 bar.set_postfix_str(f"{block.kind} {m.median_ms:.3f} ms")
                 if complete(key):

@@ -10,8 +10,6 @@ Whole-model measurements are journaled (JSON lines) so an interrupted validation
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import zlib
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from deploy.fileio import Journal
 from lut import calibrate
 from lut.errors import LUTError
 
@@ -33,12 +32,13 @@ class ModelCase:
     build: Callable[[], tuple]
 
 
-def table_profiler(table, *, runs: int | None = None, exporter: str = "dynamo", host: str | None = None,
+def table_profiler(table, *, runs: int | None = None, artifacts: dict | None = None, host: str | None = None,
                    remote_python: str = "python3", ssh_config: str | None = None):
     """A profiler configured exactly as ``table``'s (backend, threads, precision, options, protocol),
     to measure whole models the table predicts. ``runs`` overrides the protocol's timed runs (whole
-    models run 10-100x longer than blocks: fewer runs reach the same time); ``exporter`` picks the ONNX
-    exporter of whole models; ``host`` measures through SSH (default: the host the table was built on)."""
+    models run 10-100x longer than blocks: fewer runs reach the same time); ``artifacts`` changes how
+    whole models are made where the backend allows it (e.g. ``{"exporter": "dynamo"}``); ``host``
+    measures through SSH (default: the host the table was built on)."""
     import profilers
     from profilers.stats import Protocol
 
@@ -46,17 +46,10 @@ def table_profiler(table, *, runs: int | None = None, exporter: str = "dynamo", 
     proto = dict(table.protocol)
     if runs:
         proto["runs"] = int(runs)
-    options = dict(b.get("options") or {})
-    if b["name"] == "onnxruntime-cpu":
-        options["exporter"] = exporter
-    common = dict(threads=int(d.get("threads") or 1), precision=d.get("precision") or "fp32",
-                  protocol=Protocol.from_dict(proto), **options)
     host = host or (d.get("host") if d.get("via") == "ssh" else None)
-    if host:
-        prof = profilers.get("ssh", host=host, backend=b["name"], remote_python=remote_python,
-                             ssh_config=ssh_config, **common)
-    else:
-        prof = profilers.get(b["name"], **common)
+    remote = {"remote_python": remote_python, "ssh_config": ssh_config} if host else {}
+    prof = profilers.from_identity(b, threads=int(d.get("threads") or 1), precision=d.get("precision") or "fp32",
+                                   protocol=Protocol.from_dict(proto), host=host, artifacts=artifacts, **remote)
     table.check_compatible(device=prof.device_info(), backend=b["name"])
     return prof
 
@@ -103,19 +96,38 @@ def shard_journal(journal: Path, index: int, count: int) -> Path:
     return journal.with_name(f"{journal.stem}.{index}of{count}{journal.suffix}")
 
 
-def _load_journal(path: Path | None) -> dict[str, dict[int, dict]]:
-    """``{name: {round: measurement}}`` of the journal and of its shards (``<stem>.<i>of<k>.jsonl``)."""
+def _journal_identity(profiler) -> dict:
+    """What a whole-model measurement depends on: device, backend and its settings, timing protocol
+    (its ``rounds`` aside: a rerun with more rounds adds windows to the same journal)."""
+    from lut.build import table_metadata
+
+    meta = table_metadata(profiler, {})
+    protocol = {k: v for k, v in meta["protocol"].items() if k != "rounds"}
+    return {"device": meta["device"], "backend": meta["backend"], "protocol": protocol}
+
+
+def _measured_problem(obj: dict) -> str | None:
+    if not isinstance(obj.get("name"), str) or not isinstance(obj.get("measurement"), dict) \
+            or not isinstance(obj.get("round", 0), int) or not isinstance(obj.get("ref_ms", 0.0), (int, float, type(None))):
+        return "not a whole-model measurement"
+    return None
+
+
+def _measured_journal(path: Path, identity: dict | None) -> Journal:
+    from lut.table import compatibility_problem
+
+    return Journal(path, identity, what=f"measurement journal {path}", problem=compatibility_problem,
+                   check=_measured_problem, lost="one whole-model measurement (measured again by a rerun)")
+
+
+def _load_journal(path: Path | None, identity: dict | None = None) -> dict[str, dict[int, dict]]:
+    """``{name: {round: measurement}}`` of the journal and of its shards (``<stem>.<i>of<k>.jsonl``),
+    each checked against ``identity`` (the profiler's: measurements of other settings never mix)."""
     if path is None:
         return {}
     out: dict[str, dict[int, dict]] = {}
     for p in [path, *sorted(path.parent.glob(f"{path.stem}.*of*{path.suffix}"))]:
-        if not p.exists():
-            continue
-        for line in p.read_text().splitlines():
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line from a killed run
+        for obj in _measured_journal(p, identity).read():
             m = dict(obj["measurement"])
             if obj.get("ref_ms") is not None:  # the reference's median in the same window (lut.reference)
                 m["ref_ms"] = float(obj["ref_ms"])
@@ -141,7 +153,8 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
 
     if rounds < 1:
         raise LUTError(f"rounds must be >= 1, got {rounds}")
-    done = _load_journal(journal)
+    identity = _journal_identity(profiler) if journal is not None else None
+    done = _load_journal(journal, identity)
     if shard is not None:
         i, k = shard
         cases = [c for n, c in enumerate(cases) if n % k == i - 1]
@@ -151,9 +164,8 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
         order = [c for c in cases if r not in done.get(c.name, {})]
         random.Random(f"{seed}|{r}").shuffle(order)
         todo += [(r, c) for c in order]
-    if journal is not None:
-        journal.parent.mkdir(parents=True, exist_ok=True)
-    f = open(journal, "a") if journal is not None else None
+    # one writer per journal (a second is refused naming the first); rows fsynced as they come
+    f = _measured_journal(journal, identity).open() if journal is not None else None
     artifacts: dict[str, tuple[Path, list]] = {}
     interleaved = bool(getattr(profiler, "can_interleave", False)) and todo
     try:
@@ -183,9 +195,7 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
                 record["measurement"] = m
                 done.setdefault(case.name, {})[r] = dict(m, **({"ref_ms": record["ref_ms"]} if "ref_ms" in record else {}))
                 if f:
-                    f.write(json.dumps(record) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                    f.append(record)
                 if rounds == 1:  # nothing to come back for: free the artifact
                     artifacts.pop(case.name)[0].unlink(missing_ok=True)
     finally:

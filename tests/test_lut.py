@@ -20,6 +20,7 @@ import profilers
 from lut import BlockSpec
 from lut.build import build, journal_path
 from lut.calibrate import apply, fit
+from deploy.fileio import IdentityError
 from lut.errors import LUTError
 from lut.table import LatencyTable, compatibility_problem
 from lut.validate import ModelCase, accuracy, spread, validate
@@ -200,7 +201,7 @@ def test_build_refuses_to_mix(tmp_path):
         build(synthetic_blocks(), ort(), tmp_path / "t.parquet", {"name": "other", "hash": "beef"}, progress=False)
     # a journal left by another build is refused too
     build(blocks, ort(), tmp_path / "u.parquet", SPACE, progress=False, limit=1)
-    with pytest.raises(LUTError, match="journal .* is from another build"):
+    with pytest.raises(IdentityError, match="journal .* was written with other settings .*space differs"):
         build(blocks, ort(), tmp_path / "u.parquet", {"name": "other", "hash": "beef"}, progress=False)
 
 
@@ -311,8 +312,8 @@ def test_validate_reports_raw_and_calibrated(tmp_path):
 
     for i in (1, 2):
         assert validate(table, cases[:3], cases[3:], ort(), journal=tmp_path / "m.jsonl", progress=False, shard=(i, 2)) is None
-    assert len(shard_journal(tmp_path / "m.jsonl", 1, 2).read_text().splitlines()) == 4
-    assert len(shard_journal(tmp_path / "m.jsonl", 2, 2).read_text().splitlines()) == 3
+    assert len(shard_journal(tmp_path / "m.jsonl", 1, 2).read_text().splitlines()) == 1 + 4  # header + rows
+    assert len(shard_journal(tmp_path / "m.jsonl", 2, 2).read_text().splitlines()) == 1 + 3
     report = validate(table, cases[:3], cases[3:], ort(), journal=tmp_path / "m.jsonl", progress=False)
     assert report["calibration"]["n_models"] == 3 and report["raw"]["n"] == 4 and report["calibrated"]["n"] == 4
     for row in report["models"]:
@@ -354,7 +355,7 @@ def test_measure_cases_rounds_round_robin_pooled_and_resumable(tmp_path):
     cases = [chain_case(k, v) for k, v in {"a": [(4, 8, 3)], "b": [(4, 8, 3), (8, 8, 5)], "c": [(4, 8, 5)]}.items()]
     journal = tmp_path / "m.jsonl"
     got = measure_cases(cases, ort(), journal=journal, progress=False, rounds=2)
-    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    lines = [json.loads(x) for x in journal.read_text().splitlines()[1:]]  # after the header
     assert sorted((x["name"], x["round"]) for x in lines) == [(n, r) for n in "abc" for r in (0, 1)]
     assert [x["round"] for x in lines] == [0, 0, 0, 1, 1, 1]  # round-robin: every model once before any twice
     for name, m in got.items():
@@ -364,9 +365,12 @@ def test_measure_cases_rounds_round_robin_pooled_and_resumable(tmp_path):
         assert m["info"]["round_medians_ms"] == [r["median_ms"] for r in per_round]
         assert m["info"]["round_runs"] == [r["runs"] for r in per_round]
     # killed before the last measurement: a rerun measures only what is missing
-    journal.write_text("\n".join(json.dumps(x) for x in lines[:-1]) + "\n")
+    journal.write_text("\n".join(journal.read_text().splitlines()[:-1]) + "\n")
     measure_cases(cases, ort(), journal=journal, progress=False, rounds=2)
-    assert len(journal.read_text().splitlines()) == 6
+    assert len(journal.read_text().splitlines()) == 1 + 6
+    # measured with other settings: refused, not mixed
+    with pytest.raises(IdentityError, match="measurement journal .* threads: 1 vs 2"):
+        measure_cases(cases, ort(threads=2), journal=journal, progress=False, rounds=2)
     with pytest.raises(LUTError, match="rounds must be >= 1"):
         measure_cases(cases, ort(), rounds=0, progress=False)
 
