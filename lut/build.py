@@ -30,19 +30,39 @@ def journal_path(out: str | Path) -> Path:
 
 def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = None) -> dict:
     """The identity a table is stored with (see ``lut.table``)."""
+    backend = getattr(profiler, "backend", None) or profiler.name  # ssh wraps an inner backend
     device = profiler.device_info()
-    ident = profiler.identity()
     return {
         "space": dict(space),
         "device": device,
-        "backend": {"name": ident["name"], "version": device.get("runtime_version"), "settings": ident["settings"],
-                    "options": ident["options"]},
+        "backend": {"name": backend, "version": device.get("runtime_version"), "settings": profiler.settings(),
+                    "options": getattr(profiler, "inner", profiler).options()},
         "protocol": profiler.protocol.to_dict(),
-        # how block artifacts were produced (recorded, not compared: whole models may be made another way)
-        "artifacts": ident["artifacts"],
+        # how block artifacts were produced (recorded, not compared: validation uses the deploy exporter)
+        "block_exporter": getattr(getattr(profiler, "inner", profiler), "exporter", None),
         "resolutions": sorted(set(int(r) for r in resolutions)) if resolutions else None,
         "latency_model": latency_model_kind(profiler),
     }
+
+
+def _journal(path: Path, identity: dict | None) -> Journal:
+    """The build journal: one header (the table's metadata, compared as tables are), then one line
+    per measured window ``{"row": ..., "round": r}``; damaged lines are skipped with a warning."""
+    return Journal(path, identity, what=f"journal {path}", problem=compatibility_problem, check=_row_problem,
+                   lost="one block measurement (a rerun of the build measures it again)")
+
+
+def _row_problem(obj: dict) -> str | None:
+    row = obj.get("row")
+    if not isinstance(row, dict) or not isinstance(row.get("key"), str) or "median_ms" not in row:
+        return "not a measurement row"
+    if not isinstance(obj.get("round", 0), int):
+        return "round is not an integer"
+    return None
+
+
+def _journal_rows(rows: list[dict]) -> list[dict]:
+    return [dict(o["row"], round=int(o.get("round", 0))) for o in rows]
 
 
 def _read_journal(path: Path) -> tuple[dict | None, list[dict]]:

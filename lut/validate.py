@@ -32,13 +32,12 @@ class ModelCase:
     build: Callable[[], tuple]
 
 
-def table_profiler(table, *, runs: int | None = None, artifacts: dict | None = None, host: str | None = None,
+def table_profiler(table, *, runs: int | None = None, exporter: str = "dynamo", host: str | None = None,
                    remote_python: str = "python3", ssh_config: str | None = None):
     """A profiler configured exactly as ``table``'s (backend, threads, precision, options, protocol),
     to measure whole models the table predicts. ``runs`` overrides the protocol's timed runs (whole
-    models run 10-100x longer than blocks: fewer runs reach the same time); ``artifacts`` changes how
-    whole models are made where the backend allows it (e.g. ``{"exporter": "dynamo"}``); ``host``
-    measures through SSH (default: the host the table was built on)."""
+    models run 10-100x longer than blocks: fewer runs reach the same time); ``exporter`` picks the ONNX
+    exporter of whole models; ``host`` measures through SSH (default: the host the table was built on)."""
     import profilers
     from profilers.stats import Protocol
 
@@ -46,10 +45,17 @@ def table_profiler(table, *, runs: int | None = None, artifacts: dict | None = N
     proto = dict(table.protocol)
     if runs:
         proto["runs"] = int(runs)
+    options = dict(b.get("options") or {})
+    if b["name"] == "onnxruntime-cpu":
+        options["exporter"] = exporter
+    common = dict(threads=int(d.get("threads") or 1), precision=d.get("precision") or "fp32",
+                  protocol=Protocol.from_dict(proto), **options)
     host = host or (d.get("host") if d.get("via") == "ssh" else None)
-    remote = {"remote_python": remote_python, "ssh_config": ssh_config} if host else {}
-    prof = profilers.from_identity(b, threads=int(d.get("threads") or 1), precision=d.get("precision") or "fp32",
-                                   protocol=Protocol.from_dict(proto), host=host, artifacts=artifacts, **remote)
+    if host:
+        prof = profilers.get("ssh", host=host, backend=b["name"], remote_python=remote_python,
+                             ssh_config=ssh_config, **common)
+    else:
+        prof = profilers.get(b["name"], **common)
     table.check_compatible(device=prof.device_info(), backend=b["name"])
     return prof
 
