@@ -42,7 +42,15 @@ def _os_error_line(e: OSError) -> str:
     """``PATH: cause`` for a file-system error (disk full, not a directory, permission, read-only)."""
     import errno
 
+    from pathlib import Path
+
     cause = e.strerror or _one_line(str(e)) or type(e).__name__
+    if e.errno in (errno.EEXIST, errno.ENOTDIR) and e.filename is not None:
+        # e.g. --out under a regular file: name that file rather than the path that could not be made
+        blocker = next((p for p in (Path(e.filename), *Path(e.filename).parents) if p.is_file()), None)
+        if blocker is not None:
+            wanted = f" (for {e.filename})" if str(blocker) != str(e.filename) else ""
+            return f"{blocker}: is a file where a directory is needed{wanted}"
     if e.errno == errno.ENOSPC:
         cause = "no space left on device (the disk is full); free space and rerun to resume"
     elif e.errno == errno.EDQUOT:
