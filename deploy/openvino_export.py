@@ -15,9 +15,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-
 from deploy.errors import ExportError
 from deploy.fileio import atomic_path, first_line
 from deploy.formats import Format, input_names, output_names
@@ -25,13 +22,15 @@ from deploy.formats import Format, input_names, output_names
 PRECISIONS = ("fp32", "fp16")
 
 
-def export_openvino(model: nn.Module, example_inputs: tuple, path, precision: str = "fp32") -> Path:
+def export_openvino(model: "torch.nn.Module", example_inputs: tuple, path, precision: str = "fp32") -> Path:
     """Convert ``model`` (eval mode) to OpenVINO IR at ``path`` (``.xml``; the ``.bin`` beside it).
 
     Both files appear atomically, the weights first: a crash leaves either the old pair, or a new
     ``.bin`` beside the old ``.xml``'s absence — never an ``.xml`` without its weights. Raises
     :class:`ExportError` starting ``openvino: `` naming the stage.
     """
+    import torch
+
     try:
         import openvino as ov
     except ImportError as e:
@@ -48,7 +47,10 @@ def export_openvino(model: nn.Module, example_inputs: tuple, path, precision: st
     stage = "openvino.convert_model"
     try:
         with torch.no_grad():
-            converted = ov.convert_model(model, example_input=example_inputs)
+            # ``input`` fixes static shapes (without it the IR is [?,3,?,?] and the CPU plugin
+            # compiles a dynamic-shape graph: slower, and not the shape a table measures)
+            converted = ov.convert_model(model, example_input=example_inputs,
+                                         input=[ov.PartialShape(list(x.shape)) for x in example_inputs])
         stage = "naming inputs and outputs"
         for port, name in zip(converted.inputs, input_names(len(converted.inputs))):
             port.get_tensor().set_names({name})

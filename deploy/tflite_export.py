@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch.nn as nn
-
 from deploy.errors import ExportError
 from deploy.fileio import atomic_write_bytes, first_line
 from deploy.formats import Format
@@ -26,7 +24,7 @@ from deploy.formats import Format
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D")
 
 
-def export_tflite(model: nn.Module, example_inputs: tuple, path) -> Path:
+def export_tflite(model: "torch.nn.Module", example_inputs: tuple, path) -> Path:
     """Convert ``model`` (eval mode) to a ``.tflite`` at ``path`` (static shapes of ``example_inputs``).
 
     Atomic: on failure nothing is left at ``path``. Raises :class:`ExportError` starting

@@ -300,6 +300,7 @@ def test_openvino_ir_pair_in_manifest_and_runs_in_openvino(model, exported):
 
     compiled = ov.Core().compile_model(str(out / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     assert compiled.inputs[0].get_names() == {"input"} and compiled.outputs[0].get_names() == {"output"}
+    assert list(compiled.inputs[0].get_shape()) == [1, 3, 32, 32]  # static, as exported
     (y,) = run_openvino(out / "model.xml", (X,))
     with torch.no_grad():
         assert np.abs(y - model(X).numpy()).max() <= 1e-5

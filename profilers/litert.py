@@ -1,0 +1,222 @@
+"""LiteRT (formerly TensorFlow Lite) interpreter with the XNNPACK delegate: the phone runtime most
+mobile-NAS latency tables are measured with, here on this CPU.
+
+Fixed and recorded: ``num_threads`` (the interpreter's and XNNPACK's thread count, ``threads``),
+the XNNPACK delegate (the built-in op resolver's default delegate; the ops it took and the ops left
+on LiteRT's reference kernels are kept in each measurement's ``info``). Input tensors are set once;
+the timed region is ``invoke()`` only.
+
+Export goes through ``deploy.tflite_export`` (``litert-torch``), which takes seconds per model
+(~8-20 s here, against ~0.02 s for a TorchScript ONNX block). Two things keep a table of hundreds
+of blocks affordable:
+
+* a conversion cache: :meth:`LiteRT.export` keys each module by its structure (module classes,
+  their configuration attributes, parameter shapes, input shapes; never the weight values, which do
+  not change latency) and reuses a cached ``.tflite`` for a structure it has converted before;
+* :func:`convert_ahead` fills that cache in worker processes before timing starts (conversion is
+  single-threaded Python; 2 workers on 2 cores halve the wall time of a cold table).
+
+The measuring side needs only ``ai-edge-litert`` and numpy (no torch), so ``profilers.runner``
+measures ``.tflite`` files on a host that cannot convert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from profilers.base import Profiler, Shape
+from profilers.errors import ProfilerError
+from profilers.stats import Measurement, time_callable
+
+CACHE_ENV = "HWNAS_LITERT_CACHE"  # a folder; "" turns the conversion cache off
+
+
+def default_cache_dir() -> Path | None:
+    value = os.environ.get(CACHE_ENV)
+    if value == "":
+        return None
+    return Path(value) if value else Path.home() / ".cache" / "hwnas" / "litert"
+
+
+def _versions_tag() -> str:
+    """Artifacts converted by another converter or torch release are never reused."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for dist in ("litert-torch", "torch"):
+        try:
+            parts.append(f"{dist}-{version(dist)}")
+        except PackageNotFoundError:
+            parts.append(f"{dist}-none")
+    return "_".join(parts).replace("+", "-")
+
+
+def structure_key(module, example_inputs: Sequence) -> str:
+    """sha256 of what determines a converted graph's latency: per submodule its class, its public
+    configuration attributes (kernel, stride, groups, sizes, flags …) and its parameter and buffer
+    shapes; and the input shapes. Weight values are left out on purpose."""
+    import torch
+
+    def describe(value):
+        if isinstance(value, torch.Tensor):
+            return f"tensor{tuple(value.shape)}{value.dtype}"
+        if isinstance(value, (list, tuple)):
+            return type(value).__name__ + "(" + ",".join(describe(v) for v in value) + ")"
+        if isinstance(value, dict):
+            return "{" + ",".join(f"{k}:{describe(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
+        if callable(value):
+            return getattr(value, "__qualname__", type(value).__qualname__)
+        return repr(value)
+
+    h = hashlib.sha256()
+    h.update(repr([tuple(t.shape) for t in example_inputs]).encode())
+    for name, m in module.named_modules():
+        attrs = {k: v for k, v in vars(m).items() if not k.startswith("_") and k != "training"}
+        tensors = [(n, tuple(t.shape)) for n, t in list(m._parameters.items()) + list(m._buffers.items()) if t is not None]
+        h.update(f"{name}|{type(m).__module__}.{type(m).__qualname__}|{describe(attrs)}|{tensors}\n".encode())
+    return h.hexdigest()
+
+
+class _Cache:
+    def __init__(self, root: Path | None):
+        self.root = Path(root) / _versions_tag() if root is not None else None
+
+    def path(self, key: str) -> Path | None:
+        return self.root / f"{key}.tflite" if self.root is not None else None
+
+    def get(self, key: str) -> Path | None:
+        path = self.path(key)
+        return path if path is not None and path.is_file() else None
+
+
+def _convert_into_cache(job: tuple) -> str:
+    """Worker: convert one module into the cache (atomic, so a killed worker leaves no torn file)."""
+    module, inputs, target = job
+    from deploy.tflite_export import export_tflite
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return str(export_tflite(module, tuple(inputs), Path(target)))
+
+
+def convert_ahead(items: Iterable[tuple], cache_dir: str | Path | None = None, workers: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Convert ``items`` — ``(module, example_inputs)`` pairs — into the conversion cache in
+    ``workers`` processes (default: CPU count, at most the number of missing conversions), before
+    any timing. Returns each item's cached ``.tflite`` in order. Structures already cached are not
+    converted again; duplicates are converted once. ``progress(done, total)`` after each conversion.
+
+    The workers are started with ``spawn``: the converter's JAX runtime is multithreaded, and a
+    forked child of a process that imported it can deadlock. Each module must pickle (hwnas blocks do).
+    """
+    import concurrent.futures as cf
+    import multiprocessing
+
+    cache = _Cache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    if cache.root is None:
+        raise ProfilerError("litert: convert_ahead needs a cache folder (cache_dir, or unset HWNAS_LITERT_CACHE='')")
+    items = list(items)
+    keys = [structure_key(module, inputs) for module, inputs in items]
+    missing = {}
+    for (module, inputs), key in zip(items, keys):
+        if cache.get(key) is None and key not in missing:
+            missing[key] = (module.eval(), tuple(inputs), str(cache.path(key)))
+    if missing:
+        cache.root.mkdir(parents=True, exist_ok=True)
+        n = max(1, min(workers or os.cpu_count() or 1, len(missing)))
+        done = 0
+        with cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_convert_into_cache, job): key for key, job in missing.items()}
+            for fut in cf.as_completed(futures):
+                fut.result()  # an ExportError names the format and the cause
+                done += 1
+                if progress:
+                    progress(done, len(missing))
+    return [cache.path(k) for k in keys]
+
+
+class LiteRT(Profiler):
+    name = "litert"
+    artifact_suffix = ".tflite"
+    runtime = "litert"
+
+    def __init__(self, threads: int = 1, precision: str = "fp32", protocol=None, cache_dir: str | None = None):
+        super().__init__(threads, precision, protocol)
+        # where converted blocks are kept between builds (not an option of the measurement: never
+        # recorded in a table, never sent to a remote runner)
+        self.cache = _Cache(Path(cache_dir) if cache_dir else default_cache_dir())
+        self.delegation: dict = {}
+
+    @classmethod
+    def check_available(cls) -> tuple[bool, str]:
+        from importlib.util import find_spec
+
+        if find_spec("ai_edge_litert") is None:
+            return False, "ai-edge-litert not installed; pip install 'hwnas[litert]'"
+        converter = ("litert-torch " + cls._version("litert-torch") if find_spec("litert_torch") is not None
+                     else "no litert-torch here: measures .tflite files, cannot convert")
+        return True, f"ai-edge-litert {cls._version('ai-edge-litert')}, XNNPACK; {converter}"
+
+    @staticmethod
+    def _version(dist: str) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "unknown"
+
+    def runtime_version(self) -> str:
+        return self._version("ai-edge-litert")
+
+    def settings(self) -> dict:
+        return {"num_threads": self.threads, "delegate": "xnnpack"}
+
+    # ------------------------------------------------------------------ export (cached)
+    def export(self, model, example_inputs: tuple, path: Path) -> Path:
+        from deploy.tflite_export import export_tflite
+
+        key = structure_key(model, example_inputs)
+        cached = self.cache.get(key)
+        if cached is None:
+            if self.cache.root is None:
+                return Path(export_tflite(model, tuple(example_inputs), path))
+            cached = Path(export_tflite(model, tuple(example_inputs), self.cache.path(key)))
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached, path)  # a copy: the caller may delete its artifact
+        return Path(path)
+
+    def export_ahead(self, items: Iterable[tuple], workers: int | None = None, progress=None) -> list[Path]:
+        """:func:`convert_ahead` into this profiler's cache: ``items`` are ``(module, example_inputs)``."""
+        if self.cache.root is None:
+            return []
+        return convert_ahead(items, self.cache.root.parent, workers, progress)
+
+    # ------------------------------------------------------------------ measuring
+    def prepare(self, path: Path, input_shapes: Sequence[Shape]) -> Callable[[], object]:
+        import numpy as np
+
+        from deploy.tflite_export import interpreter, xnnpack_delegation
+
+        try:
+            it = interpreter(path, self.threads)
+        except Exception as e:  # the interpreter raises ValueError/RuntimeError for bad files
+            raise ProfilerError(f"{self.name}: cannot load {path}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        details = it.get_input_details()
+        if len(details) != len(input_shapes):
+            raise ProfilerError(f"{self.name}: {path} has {len(details)} inputs, {len(input_shapes)} shapes given")
+        rng = np.random.default_rng(0)
+        for d, shape in zip(details, input_shapes):
+            if tuple(int(x) for x in d["shape"]) != tuple(shape):
+                raise ProfilerError(f"{self.name}: {path} input {d['name']} has shape {tuple(d['shape'])}, not {tuple(shape)}")
+            it.set_tensor(d["index"], rng.standard_normal(shape).astype(np.float32))
+        self.delegation = xnnpack_delegation(it)
+        it.invoke()  # first run: XNNPACK packs weights and plans memory
+        return it.invoke
+
+    def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
+        run = self.prepare(path, input_shapes)
+        return time_callable(run, self.protocol, info=dict(self.settings(), delegation=self.delegation))

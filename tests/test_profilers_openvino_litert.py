@@ -1,0 +1,182 @@
+"""The openvino-cpu and litert profilers: real runtimes, tiny models, tiny run counts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+import profilers
+from profilers.errors import ProfilerError
+from test_ssh import sshd  # noqa: F401  (the local OpenSSH server fixture)
+from profilers.stats import Protocol
+
+FAST = Protocol(warmup_runs=10, warmup_s=0.2, runs=20, min_time_s=0.0, max_attempts=1)
+X = (torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)),)
+
+needs_openvino = pytest.mark.skipif(not profilers.get_class("openvino-cpu").check_available()[0],
+                                    reason=profilers.get_class("openvino-cpu").check_available()[1])
+needs_litert = pytest.mark.skipif(not profilers.get_class("litert").check_available()[0],
+                                  reason=profilers.get_class("litert").check_available()[1])
+
+
+def conv(stride: int = 1, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=stride, padding=1), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1, groups=8)).eval()
+
+
+def test_listed_with_the_reason_when_missing(monkeypatch, capsys):
+    from hwnas.cli import main
+
+    assert main(["profilers", "list"]) == 0
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if len(line.split()) > 1}
+    assert "openvino-cpu" in lines and "litert" in lines
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ai_edge_litert" else real(name, *a))
+    assert profilers.get_class("litert").check_available() == (False, "ai-edge-litert not installed; pip install 'hwnas[litert]'")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    ok, reason = profilers.get_class("openvino-cpu").check_available()
+    assert not ok and reason.startswith("openvino not installed") and "hwnas[openvino]" in reason
+
+
+@needs_openvino
+def test_openvino_measures_with_settings_read_back(tmp_path):
+    prof = profilers.get("openvino-cpu", threads=2, protocol=FAST)
+    m = prof.measure(conv(), X)
+    assert m.runs >= FAST.runs and len(m.samples_ms) == m.runs and 0 < m.median_ms < 100
+    compiled = m.info["compiled"]
+    assert compiled["INFERENCE_NUM_THREADS"] == "2" and compiled["PERFORMANCE_HINT"] == "LATENCY"
+    assert compiled["NUM_STREAMS"] == "1" and compiled["ENABLE_CPU_PINNING"] == "False"
+    assert "float32" in compiled["INFERENCE_PRECISION_HINT"]
+    dev = prof.device_info()
+    assert dev["runtime"] == "openvino" and dev["settings"]["inference_num_threads"] == 2
+    assert dev["settings"]["performance_hint"] == "LATENCY" and dev["settings"]["cpu_pinning"] is False
+    # inference runs in the calling thread: the CPU-time clock is valid at one thread
+    one = profilers.get("openvino-cpu", threads=1, protocol=Protocol(runs=20, min_time_s=0.0, clock="thread_cpu"))
+    assert one.measure(conv(), X).median_ms > 0
+    with pytest.raises(ProfilerError, match="not an IR tar"):
+        one.measure_artifact(tmp_path / "missing.tar", [(1, 3, 16, 16)])
+
+
+@needs_litert
+def test_litert_measures_inside_xnnpack_and_caches_conversions(tmp_path, monkeypatch):
+    import deploy.tflite_export as tfl
+    from profilers.litert import structure_key
+
+    prof = profilers.get("litert", threads=1, protocol=FAST, cache_dir=str(tmp_path / "cache"))
+    m = prof.measure(conv(), X)
+    assert m.runs >= FAST.runs and 0 < m.median_ms < 100
+    assert m.info["num_threads"] == 1 and m.info["delegate"] == "xnnpack"
+    assert m.info["delegation"]["convolutions_in_xnnpack"] and m.info["delegation"]["fully_delegated"]
+    assert len(list((tmp_path / "cache").rglob("*.tflite"))) == 1
+    # same structure, other weights: served from the cache, the converter is not called
+    monkeypatch.setattr(tfl, "export_tflite", lambda *a, **k: pytest.fail("converted again"))
+    assert prof.measure(conv(seed=5), X).runs >= FAST.runs
+    assert structure_key(conv(seed=0), X) == structure_key(conv(seed=5), X)
+    assert structure_key(conv(stride=2), X) != structure_key(conv(), X)
+    assert structure_key(conv(), (torch.randn(1, 3, 32, 32),)) != structure_key(conv(), X)
+
+
+@needs_litert
+def test_convert_ahead_fills_the_cache_in_worker_processes(tmp_path, monkeypatch):
+    import deploy.tflite_export as tfl
+
+    prof = profilers.get("litert", threads=1, protocol=FAST, cache_dir=str(tmp_path / "cache"))
+    paths = prof.export_ahead([(conv(), X), (conv(seed=3), X)], workers=2)  # one structure: converted once
+    assert paths[0] == paths[1] and paths[0].is_file()
+    monkeypatch.setattr(tfl, "export_tflite", lambda *a, **k: pytest.fail("not converted ahead"))
+    art = prof.export(conv(), X, tmp_path / "block.tflite")
+    assert art.read_bytes() == paths[0].read_bytes()
+
+
+@needs_openvino
+@needs_litert
+@pytest.mark.parametrize("backend, suffix", [("openvino-cpu", ".tar"), ("litert", ".tflite")])
+def test_runner_measures_the_artifact_without_the_exporter(tmp_path, backend, suffix):
+    """What a remote host runs (`--host`): one file, the runner, one JSON line."""
+    prof = profilers.get(backend, protocol=FAST, **({"cache_dir": str(tmp_path / "c")} if backend == "litert" else {}))
+    art = prof.export(conv(), X, tmp_path / f"m{suffix}")
+    assert art.is_file()
+    argv = prof.runner_argv(str(art), [(1, 3, 16, 16)], python=sys.executable)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=300).stdout
+    m, device = prof.parse_runner_output(out)
+    assert m.runs >= FAST.runs and device["backend"] == backend
+
+
+@needs_openvino
+@needs_litert
+@pytest.mark.parametrize("backend", ["openvino-cpu", "litert"])
+def test_lut_build_and_rebuilt_profiler(tmp_path, backend):
+    """`lut build` on a few blocks; the table's metadata rebuilds an equivalent profiler (what
+    `lut validate` measures whole models with)."""
+    from lut.build import build
+    from lut.table import LatencyTable
+    from lut.validate import table_profiler
+    from test_lut import SPACE, synthetic_blocks
+
+    opts = {"cache_dir": str(tmp_path / "c")} if backend == "litert" else {}
+    prof = profilers.get(backend, threads=1, protocol=FAST, **opts)
+    table = build(synthetic_blocks()[:1], prof, tmp_path / "t.parquet", SPACE, progress=False)
+    assert len(table) == 1 and all(table.rows["median_ms"] > 0)
+    read = LatencyTable.read(tmp_path / "t.parquet")
+    assert read.backend["name"] == backend
+    again = table_profiler(read, runs=20)
+    assert again.name == backend and again.settings() == prof.settings()
+    assert again.measure(conv(), X).median_ms > 0
+
+
+def test_options_unknown_are_refused():
+    with pytest.raises(ProfilerError, match="bad options"):
+        profilers.get("openvino-cpu", streams=4)
+    with pytest.raises(ProfilerError, match="bad options"):
+        profilers.get("litert", delegate="gpu")
+
+
+@pytest.mark.slow
+@needs_openvino
+@needs_litert
+@pytest.mark.parametrize("backend", ["openvino-cpu", "litert"])
+def test_cli_lut_build_and_validate_on_inas_tiny(tmp_path, backend, capsys):
+    """`hwnas lut build` + `lut validate` on inas-tiny at 64 px with tiny run counts."""
+    from hwnas.cli import main
+
+    lut_path = tmp_path / f"tiny-{backend}.parquet"
+    assert main(["lut", "build", "--space", "inas-tiny", "--resolutions", "64", "--backend", backend, "--out",
+                 str(lut_path), "--no-progress", "--runs", "10", "--min-time-s", "0"]) == 0
+    assert main(["lut", "validate", "--lut", str(lut_path), "--space", "inas-tiny", "--n", "3", "--calibrate", "2",
+                 "--candidates", "30", "--runs", "10", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "raw        n=3 MAPE" in out
+    report = json.loads((tmp_path / f"tiny-{backend}.parquet.validation" / "report.json").read_text())
+    assert len(report["models"]) == 3
+
+
+# ------------------------------------------------------------------------------ through ssh (`--host`)
+@pytest.mark.ssh
+@needs_openvino
+@needs_litert
+@pytest.mark.parametrize("backend", ["openvino-cpu", "litert"])
+def test_build_through_ssh_matches_local_keys(sshd, tmp_path, backend):
+    """A table built through a real sshd (the remote runner measures the shipped artifact) has the
+    local build's keys and the remote runtime's settings."""
+    from lut.build import build
+    from test_lut import SPACE, synthetic_blocks
+    from test_ssh import remote
+
+    opts = {"cache_dir": str(tmp_path / "c")} if backend == "litert" else {}
+    blocks = synthetic_blocks()[:2]
+    local = build(blocks, profilers.get(backend, protocol=FAST, **opts), tmp_path / "local.parquet", SPACE, progress=False)
+    prof = remote(sshd, backend=backend, **opts)
+    far = build(blocks, prof, tmp_path / "remote.parquet", SPACE, progress=False)
+    dev = prof.device_info()
+    prof.close()
+    assert sorted(far.keys) == sorted(local.keys)
+    assert far.metadata["device"]["via"] == "ssh" and far.backend["name"] == backend
+    assert dev["runtime"] == profilers.get_class(backend).runtime and dev["settings"]["via"] == "ssh"
