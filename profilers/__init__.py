@@ -17,6 +17,8 @@ from profilers.stats import Measurement, Protocol
 BACKENDS: dict[str, str] = {
     "onnxruntime-cpu": "profilers.onnxruntime_cpu:OnnxRuntimeCPU",
     "executorch-xnnpack": "profilers.executorch_xnnpack:ExecuTorchXNNPACK",
+    "openvino-cpu": "profilers.openvino_cpu:OpenVINOCPU",
+    "litert": "profilers.litert:LiteRT",
     "torch-cpu": "profilers.torch_cpu:TorchCPU",
     "torch-cuda": "profilers.torch_cuda:TorchCUDA",
     "tensorrt": "profilers.tensorrt:TensorRT",
