@@ -1,7 +1,7 @@
 """Sandwich-rule training throughput (steps/s) of the supernets, on CPU and optionally CUDA.
 
 One step = largest + smallest + 2 random subnets, forward and backward each, one Adam step
-(exactly :meth:`hwnas.train.Trainer.train_step`), on random tensors so data loading is not timed.
+(exactly :meth:`hwnas.supernet_training.Trainer.train_step`), on random tensors so data loading is not timed.
 Multi-scale as in training: each step draws one of the space's resolutions.
 
     .venv/bin/python bench/train_throughput.py                      # CPU, inas-tiny and inas-sod
@@ -33,7 +33,7 @@ def measure(space_name: str, device: str, batch_size: int, steps: int, warmup: i
             amp: bool) -> dict:
     import torch
 
-    from hwnas.train import TrainConfig, Trainer
+    from hwnas.supernet_training import TrainConfig, Trainer
 
     cfg = TrainConfig(space=space_name, data=None, out="/nonexistent", steps=steps + warmup, batch_size=batch_size,
                       device=device, threads=threads, amp=amp, progress=False, augment=False)

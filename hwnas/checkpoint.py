@@ -44,7 +44,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
 
 
 # what `supernet train` needs besides the weights to continue a run exactly
-RESUME_KEYS = {"optimizer": dict, "scheduler": dict, "scaler": dict, "total_steps": int, "step": int,
+RESUME_KEYS = {"optimizer": dict, "scheduler": dict, "scaler": dict, "total_steps": (int, type(None)), "step": int,
                "elapsed_s": (int, float), "rng": dict}
 
 

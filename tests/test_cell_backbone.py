@@ -127,7 +127,7 @@ def test_supernet_subnet_and_deploy_form_match(space):
 def test_sandwich_training_updates_backbone_and_head(tmp_path):
     from hwnas.checkpoint import load_supernet
     from hwnas.data.synth import write_synthetic
-    from hwnas.train import TrainConfig, Trainer, train
+    from hwnas.supernet_training import TrainConfig, Trainer, train
 
     write_synthetic(tmp_path / "data", n=8, seed=0, size=64, val_fraction=0.25)
     cfg = TrainConfig(space="inas-tiny-cells", data=str(tmp_path / "data"), out=str(tmp_path / "run"), steps=1,

@@ -49,7 +49,7 @@ def _losses(run: Path) -> dict[int, tuple[float, float, float]]:
 
 
 def test_poly_schedule():
-    from hwnas.train import poly_factor
+    from hwnas.supernet_training import poly_factor
 
     assert poly_factor(0, 100, 10, 0.9) == pytest.approx(0.1)
     assert poly_factor(5, 100, 10, 0.9) == pytest.approx(0.55)
@@ -83,7 +83,7 @@ def test_checkpoint_round_trip_and_space_identity(tmp_path, tiny_space, sod_spac
 
 
 def test_train_step_updates_and_teacher_student_losses(tiny_data, tmp_path):
-    from hwnas.train import TrainConfig, Trainer
+    from hwnas.supernet_training import TrainConfig, Trainer
 
     t = Trainer(TrainConfig(space="inas-tiny", data=str(tiny_data), out=str(tmp_path / "r"), steps=2, batch_size=2,
                             resolutions=[64], progress=False, warmup_steps=1))
@@ -141,7 +141,7 @@ def test_torchrun_two_processes_hold_identical_weights(tiny_data, tmp_path):
     digests = summary["rank_state_sha256"]
     assert len(digests) == 2 and digests[0] == digests[1]
     from hwnas.checkpoint import load_checkpoint
-    from hwnas.train import state_digest
+    from hwnas.supernet_training import state_digest
     from hwnas.supernet import Supernet
     from hwnas.space import create
 
@@ -150,16 +150,86 @@ def test_torchrun_two_processes_hold_identical_weights(tiny_data, tmp_path):
     assert state_digest(net) == digests[0]  # the saved weights are the ranks' weights
 
 
-def test_time_budget_fixes_the_step_count_after_probing(tiny_data, tmp_path):
-    from hwnas.checkpoint import load_checkpoint
-    from hwnas.train import TrainConfig, train
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun not installed")
+def test_torchrun_two_processes_keep_a_minutes_budget(tiny_data, tmp_path):
+    """The --minutes path agrees on every step's learning rate and on the last step across ranks (over
+    gloo here; its collectives are the ones NCCL would run, on the group's device)."""
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    argv = _train_cmd(tiny_data, tmp_path / "ddp", 1)[3:]
+    i = argv.index("--steps")
+    argv[i:i + 2] = ["--minutes", "0.2"]
+    out = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "hwnas", *argv], env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+    assert summary["world_size"] == 2 and summary["steps"] == summary["total_steps"] >= 3
+    assert summary["final_lr"] == 0.0 and summary["elapsed_s"] <= 1.10 * 12
+    digests = summary["rank_state_sha256"]
+    assert len(digests) == 2 and digests[0] == digests[1]
 
-    cfg = TrainConfig(space="inas-tiny", data=str(tiny_data), out=str(tmp_path / "r"), minutes=0.03, batch_size=2,
-                      resolutions=[64], progress=False, warmup_steps=1, probe_steps=3)
+
+def test_budget_schedule_decays_with_the_budget_spent():
+    from hwnas.supernet_training.schedule import END_FACTOR, BudgetSchedule
+
+    sched = BudgetSchedule(warmup_steps=2, power=0.9)
+    assert sched.factor(0, 0.05, last=False) == pytest.approx(0.1)  # warm-up by steps
+    assert sched.factor(1, 0.10, last=False) == pytest.approx(0.55)
+    assert sched.factor(2, 0.20, last=False) == pytest.approx(1.0)  # decay starts at the peak
+    assert sched.factor(3, 0.60, last=False) == pytest.approx(0.5**0.9)  # half the remaining budget spent
+    assert sched.factor(4, 0.90, last=True) == END_FACTOR == 0.0
+    resumed = BudgetSchedule(warmup_steps=2, power=0.9)
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed.factor(4, 0.60, last=False) == pytest.approx(0.5**0.9)  # same curve after a resume
+    # warm-up cut short by a tiny budget: the last step still ends the schedule
+    assert BudgetSchedule(warmup_steps=50, power=0.9).factor(3, 0.97, last=True) == 0.0
+
+
+def test_minutes_budget_ends_on_time_with_the_schedule_finished(tiny_data, tmp_path):
+    from hwnas.checkpoint import load_checkpoint
+    from hwnas.supernet_training import TrainConfig, train
+
+    minutes = 0.25  # 15 s: a loaded 2-core machine spends ~5 s on set-up, first checkpoint and plots
+    cfg = TrainConfig(space="inas-tiny", data=str(tiny_data), out=str(tmp_path / "r"), minutes=minutes, batch_size=2,
+                      resolutions=[64], progress=False, warmup_steps=3, threads=1)
+    t0 = time.perf_counter()
     summary = train(cfg)
-    ckpt = load_checkpoint(tmp_path / "r" / "supernet.pt")
-    assert summary["steps"] == summary["total_steps"] == ckpt["total_steps"] >= 1
+    wall_s = time.perf_counter() - t0
+    assert wall_s <= 1.10 * minutes * 60, f"a {minutes * 60:.0f} s budget took {wall_s:.2f} s"
+    assert summary["elapsed_s"] <= 1.10 * minutes * 60
     rows = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
-    # stops within the budget up to step granularity (the timing probe itself may overrun a tiny budget)
-    assert summary["elapsed_s"] <= 1.25 * 0.03 * 60 + cfg.probe_steps * max(r["step_s"] for r in rows)
-    assert [r["step"] for r in rows] == list(range(1, summary["steps"] + 1))
+    lrs = [r["lr"] for r in rows]
+    assert len(rows) == summary["steps"] == summary["total_steps"] >= 5
+    assert lrs[-1] == summary["final_lr"] == 0.0  # the schedule's end value: poly decay to 0
+    assert lrs[3] == pytest.approx(cfg.lr)  # the first step after warm-up runs at the peak
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))  # then only decays
+    assert 0 < lrs[len(lrs) // 2 + 1] < cfg.lr
+    ckpt = load_checkpoint(tmp_path / "r" / "supernet.pt")
+    assert ckpt["total_steps"] == ckpt["step"] == summary["steps"]
+    # rerunning a finished budgeted run trains no further
+    assert train(cfg)["steps"] == summary["steps"]
+
+
+def test_distributed_helpers_make_tensors_on_the_group_device(monkeypatch):
+    """NCCL reduces only CUDA tensors: every collective's tensor must be on the group's device."""
+    import torch.distributed as dist
+
+    from hwnas.distributed import Distributed
+
+    group = Distributed.__new__(Distributed)  # no process group needed to check where tensors live
+    group.device, group.world_size, group.rank, group.enabled, group._dist = torch.device("meta"), 2, 0, True, dist
+    seen = []
+
+    def record(t, *args, **kwargs):
+        seen.append(t.device)
+        raise StopIteration  # a meta tensor holds no value to continue with
+
+    monkeypatch.setattr(dist, "all_reduce", record)
+    monkeypatch.setattr(dist, "broadcast", record)
+    with pytest.raises(StopIteration):
+        group.broadcast_floats([0.5, 1.0])
+    with pytest.raises(StopIteration):
+        group.average_([torch.ones(3)])
+    assert seen == [torch.device("meta")] * 2
+
+

@@ -159,11 +159,9 @@ def random_genotype(rng: random.Random | int, steps: int = 4, edges_per_node: in
 
 def plot_genotype(genotype: Genotype, path: str | Path, title: str | None = None) -> Path:
     """Draw both derived cells (inputs left, intermediate nodes, concatenated output right) to a PNG."""
-    import matplotlib
+    from hwnas.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     steps = genotype.steps
     fig, axes = plt.subplots(1, 2, figsize=(6 + 2.2 * steps, 4.2))
     for ax, (name, nodes) in zip(axes, (("normal", genotype.normal), ("reduction", genotype.reduce))):
@@ -199,10 +197,4 @@ def plot_genotype(genotype: Genotype, path: str | Path, title: str | None = None
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=110)

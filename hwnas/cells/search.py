@@ -135,16 +135,6 @@ def create_method(name: str, net: SearchNetwork, cfg: SearchConfig, steps_per_ep
     return getattr(importlib.import_module(module), cls)(net, cfg, steps_per_epoch)
 
 
-def resolve_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise HwnasError(f"unknown device {name!r}; allowed: cpu, cuda, cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HwnasError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
-    return device
-
-
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -183,6 +173,8 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, progress: bool = True) ->
     if cfg.max_samples:
         tx, ty, vx, vy = tx[: cfg.max_samples], ty[: cfg.max_samples], vx[: cfg.max_samples], vy[: cfg.max_samples]
     steps_per_epoch = math.ceil(len(ty) / cfg.batch_size)
+
+    from hwnas.devices import resolve_device
 
     device = resolve_device(cfg.device)
     tx, ty, vx, vy = (t.to(device) for t in (tx, ty, vx, vy))

@@ -51,7 +51,7 @@ def train_genotype(genotype: Genotype, data: ClassificationData, cfg: TrainConfi
     if cfg.epochs < 1:
         raise HwnasError(f"--epochs must be >= 1, got {cfg.epochs}")
     torch.manual_seed(cfg.seed)
-    from hwnas.cells.search import resolve_device
+    from hwnas.devices import resolve_device
 
     device = resolve_device(cfg.device)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)

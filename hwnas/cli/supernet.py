@@ -24,7 +24,8 @@ def register(sub) -> None:
     budget = q.add_mutually_exclusive_group(required=True)
     budget.add_argument("--steps", type=positive_int, help="optimizer steps")
     budget.add_argument("--epochs", type=positive_float, help="passes over the training set")
-    budget.add_argument("--minutes", type=positive_float, help="wall-clock budget; the step count is fixed after timing the first steps")
+    budget.add_argument("--minutes", type=positive_float, help="wall-clock budget of the whole run (set-up, steps, checkpoints); the learning rate decays "
+                        "with the fraction of it spent and reaches its end value on the last step")
     q.add_argument("--batch-size", type=positive_int, default=16, help="images per step per process (default 16)")
     q.add_argument("--lr", type=positive_float, default=2e-3, help="peak Adam learning rate (default 2e-3)")
     q.add_argument("--weight-decay", type=non_negative_float, default=0.0)
@@ -53,7 +54,7 @@ def register(sub) -> None:
 def _train(args) -> int:
     import json
 
-    from hwnas.train import TrainConfig, train
+    from hwnas.supernet_training import TrainConfig, train
 
     cfg = TrainConfig(
         space=args.space, data=args.data, out=args.out, images=args.images, masks=args.masks,
