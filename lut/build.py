@@ -30,16 +30,16 @@ def journal_path(out: str | Path) -> Path:
 
 def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = None) -> dict:
     """The identity a table is stored with (see ``lut.table``)."""
-    backend = getattr(profiler, "backend", None) or profiler.name  # ssh wraps an inner backend
     device = profiler.device_info()
+    ident = profiler.identity()
     return {
         "space": dict(space),
         "device": device,
-        "backend": {"name": backend, "version": device.get("runtime_version"), "settings": profiler.settings(),
-                    "options": getattr(profiler, "inner", profiler).options()},
+        "backend": {"name": ident["name"], "version": device.get("runtime_version"), "settings": ident["settings"],
+                    "options": ident["options"]},
         "protocol": profiler.protocol.to_dict(),
-        # how block artifacts were produced (recorded, not compared: validation uses the deploy exporter)
-        "block_exporter": getattr(getattr(profiler, "inner", profiler), "exporter", None),
+        # how block artifacts were produced (recorded, not compared: whole models may be made another way)
+        "artifacts": ident["artifacts"],
         "resolutions": sorted(set(int(r) for r in resolutions)) if resolutions else None,
         "latency_model": latency_model_kind(profiler),
     }

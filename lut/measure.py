@@ -12,8 +12,9 @@ gets, beside the isolated statistics (``median_ms`` ...):
 * ``context_share`` that share (``NaN`` where the runtime has no per-node profiler: then
                     ``context_ms`` is the isolated median less one call's overhead).
 
-Backends that cannot run an artifact in this process (ssh, adb, trtexec) are measured one
-artifact at a time, without the reference (``ref_ms`` is ``NaN``: no drift compensation).
+Backends that cannot time artifacts interleaved (adb, trtexec) are measured one artifact at a
+time, without the reference (``ref_ms`` is ``NaN``: no drift compensation); over ssh the remote
+runner does the interleaving and the profiling, so a remote table is built as a local one.
 """
 
 from __future__ import annotations
@@ -32,10 +33,8 @@ NODE_PROFILE_RUNS = 20
 
 def latency_model_kind(profiler) -> dict:
     """How a table built with ``profiler`` measures context costs; tables of different kinds never mix."""
-    from profilers.base import Profiler
-
     interleaved = bool(getattr(profiler, "can_interleave", False))
-    profiled = interleaved and type(profiler).node_profile is not Profiler.node_profile
+    profiled = interleaved and bool(getattr(profiler, "has_node_profile", False))
     return {"version": 1, "reference": REFERENCE_NAME if interleaved else None,
             "context": "node-profile" if profiled else "call-overhead"}
 
@@ -61,11 +60,8 @@ class BlockMeter:
         call_shapes = [tuple(t.shape) for t in call_model()[1]]
         self.node_profiles = False
         if self.interleaved:
-            from profilers.stats import time_interleaved
-
-            self._ref_run = profiler.prepare(self.ref_path, self.ref_shapes)
-            got = time_interleaved({"call": profiler.prepare(call_path, call_shapes), "ref": self._ref_run},
-                                   profiler.protocol, seed=seed)
+            got = profiler.measure_together({"call": (call_path, call_shapes), "ref": (self.ref_path, self.ref_shapes)},
+                                            seed=seed)
             self.call_ms, self.call_ref_ms = got["call"].median_ms, got["ref"].median_ms
             self.node_profiles = latency_model_kind(profiler)["context"] == "node-profile"
         else:
@@ -98,13 +94,10 @@ class BlockMeter:
         if not self.interleaved:
             m = self.profiler.measure_artifact(arts.isolated, shapes)
             return m, {"ref_ms": math.nan, "context_ms": max(m.median_ms - self.call_ms, 0.0), "context_share": math.nan}
-        from profilers.stats import time_interleaved
-
-        runs = {"block": self.profiler.prepare(arts.isolated, shapes), "ref": self._ref_run}
+        arts_by_name = {"block": (arts.isolated, shapes), "ref": (self.ref_path, self.ref_shapes)}
         if arts.context is not None:
-            runs["context"] = self.profiler.prepare(arts.context, shapes)
-        got = time_interleaved(runs, self.profiler.protocol, seed=zlib.crc32(f"{self.seed}|{block.key}|{window}".encode()),
-                               info=self.profiler.settings())
+            arts_by_name["context"] = (arts.context, shapes)
+        got = self.profiler.measure_together(arts_by_name, seed=zlib.crc32(f"{self.seed}|{block.key}|{window}".encode()))
         ref_ms = got["ref"].median_ms
         call_here_ms = self.call_ms * ref_ms / self.call_ref_ms  # the call overhead at this window's speed
         if arts.context is None:

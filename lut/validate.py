@@ -32,12 +32,13 @@ class ModelCase:
     build: Callable[[], tuple]
 
 
-def table_profiler(table, *, runs: int | None = None, exporter: str = "dynamo", host: str | None = None,
+def table_profiler(table, *, runs: int | None = None, artifacts: dict | None = None, host: str | None = None,
                    remote_python: str = "python3", ssh_config: str | None = None):
     """A profiler configured exactly as ``table``'s (backend, threads, precision, options, protocol),
     to measure whole models the table predicts. ``runs`` overrides the protocol's timed runs (whole
-    models run 10-100x longer than blocks: fewer runs reach the same time); ``exporter`` picks the ONNX
-    exporter of whole models; ``host`` measures through SSH (default: the host the table was built on)."""
+    models run 10-100x longer than blocks: fewer runs reach the same time); ``artifacts`` changes how
+    whole models are made where the backend allows it (e.g. ``{"exporter": "dynamo"}``); ``host``
+    measures through SSH (default: the host the table was built on)."""
     import profilers
     from profilers.stats import Protocol
 
@@ -45,17 +46,10 @@ def table_profiler(table, *, runs: int | None = None, exporter: str = "dynamo", 
     proto = dict(table.protocol)
     if runs:
         proto["runs"] = int(runs)
-    options = dict(b.get("options") or {})
-    if b["name"] == "onnxruntime-cpu":
-        options["exporter"] = exporter
-    common = dict(threads=int(d.get("threads") or 1), precision=d.get("precision") or "fp32",
-                  protocol=Protocol.from_dict(proto), **options)
     host = host or (d.get("host") if d.get("via") == "ssh" else None)
-    if host:
-        prof = profilers.get("ssh", host=host, backend=b["name"], remote_python=remote_python,
-                             ssh_config=ssh_config, **common)
-    else:
-        prof = profilers.get(b["name"], **common)
+    remote = {"remote_python": remote_python, "ssh_config": ssh_config} if host else {}
+    prof = profilers.from_identity(b, threads=int(d.get("threads") or 1), precision=d.get("precision") or "fp32",
+                                   protocol=Protocol.from_dict(proto), host=host, artifacts=artifacts, **remote)
     table.check_compatible(device=prof.device_info(), backend=b["name"])
     return prof
 
@@ -178,11 +172,10 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
         with tempfile.TemporaryDirectory(prefix="hwnas-validate-") as tmp:
             if interleaved:  # whole models are timed against the same reference as the table's blocks
                 from lut.reference import reference_model
-                from profilers.stats import time_interleaved
 
                 ref_module, ref_inputs = reference_model()
-                ref_path = profiler.export(ref_module, ref_inputs, Path(tmp) / f"reference{profiler.artifact_suffix}")
-                ref_run = profiler.prepare(ref_path, [tuple(t.shape) for t in ref_inputs])
+                ref = (profiler.export(ref_module, ref_inputs, Path(tmp) / f"reference{profiler.artifact_suffix}"),
+                       [tuple(t.shape) for t in ref_inputs])
             for r, case in tqdm(todo, desc="whole models" + (f" x {rounds} rounds" if rounds > 1 else ""), unit="model",
                                 disable=not progress):
                 if case.name not in artifacts:  # exported once, measured in every round
@@ -191,9 +184,8 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
                     artifacts[case.name] = (profiler.export(module, inputs, path), [tuple(t.shape) for t in inputs])
                 record = {"name": case.name, "round": r}
                 if interleaved:
-                    got = time_interleaved({"model": profiler.prepare(*artifacts[case.name]), "ref": ref_run},
-                                           profiler.protocol, seed=zlib.crc32(f"{seed}|{case.name}|{r}".encode()),
-                                           info=profiler.settings())
+                    got = profiler.measure_together({"model": artifacts[case.name], "ref": ref},
+                                                    seed=zlib.crc32(f"{seed}|{case.name}|{r}".encode()))
                     m = got["model"].to_dict()
                     record["ref_ms"] = got["ref"].median_ms
                 else:

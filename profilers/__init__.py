@@ -26,7 +26,7 @@ BACKENDS: dict[str, str] = {
     "adb": "profilers.adb:ADBExecuTorch",
 }
 
-__all__ = ["BACKENDS", "Measurement", "Protocol", "ProfilerError", "available", "get", "get_class", "names"]
+__all__ = ["BACKENDS", "Measurement", "Protocol", "ProfilerError", "available", "from_identity", "get", "get_class", "names"]
 
 
 def names() -> list[str]:
@@ -49,6 +49,21 @@ def get(name: str, **options):
         return cls(**options)
     except TypeError as e:
         raise ProfilerError(f"backend {name!r}: bad options {sorted(options)}: {e}") from None
+
+
+def from_identity(identity: dict, *, threads: int, precision: str, protocol: Protocol, host: str | None = None,
+                  artifacts: dict | None = None, **remote) -> object:
+    """Rebuild the profiler a table was measured with from what it recorded (``Profiler.identity``):
+    the same backend and options; ``artifacts`` may change how artifacts are made (only the options
+    the backend declares in ``artifact_options``); ``host`` measures through ssh (``remote``: its
+    options, e.g. ``remote_python``, ``ssh_config``)."""
+    cls = get_class(identity["name"])
+    options = dict(identity.get("options") or {})
+    options.update({k: v for k, v in (artifacts or {}).items() if k in cls.artifact_options})
+    common = dict(threads=threads, precision=precision, protocol=protocol, **options)
+    if host:
+        return get("ssh", host=host, backend=identity["name"], **remote, **common)
+    return get(identity["name"], **common)
 
 
 def available() -> dict[str, tuple[bool, str]]:

@@ -58,6 +58,15 @@ class NodeProfile:
     def total_us(self) -> float:
         return float(sum(n.median_us for n in self.nodes))
 
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NodeProfile:
+        return cls([ProfiledNode(**n) for n in d["nodes"]], list(d["graph_inputs"]), list(d["graph_outputs"]), int(d["runs"]))
+
 
 class Profiler:
     """Base class. Subclasses set ``name``, ``artifact_suffix`` and implement the hooks."""
@@ -99,6 +108,21 @@ class Profiler:
         """Constructor keyword arguments beyond threads/precision/protocol (to rebuild this profiler remotely)."""
         return {}
 
+    # constructor options that choose how artifacts are made, not what the runtime does with them (ONNX
+    # Runtime's ONNX exporter): a table's blocks and the whole models that check it may differ in them
+    artifact_options: tuple[str, ...] = ()
+
+    def artifact_settings(self) -> dict:
+        """The current values of :attr:`artifact_options`."""
+        return {k: getattr(self, k) for k in self.artifact_options}
+
+    def identity(self) -> dict:
+        """What a latency table records of this backend, enough to rebuild it (``profilers.from_identity``):
+        the backend's name, the settings that change the numbers, its options and artifact settings.
+        A wrapper (ssh) answers for the backend it runs."""
+        return {"name": self.name, "settings": self.settings(), "options": self.options(),
+                "artifacts": self.artifact_settings()}
+
     def device_info(self) -> dict:
         info = host_info()
         info.update(runtime=self.runtime, runtime_version=self.runtime_version(), threads=self.threads,
@@ -123,7 +147,22 @@ class Profiler:
 
     @property
     def can_interleave(self) -> bool:
+        """Whether :meth:`measure_together` works with this backend."""
         return type(self).prepare is not Profiler.prepare
+
+    @property
+    def has_node_profile(self) -> bool:
+        """Whether :meth:`node_profile` gives per-node times with this backend."""
+        return type(self).node_profile is not Profiler.node_profile
+
+    def measure_together(self, artifacts: dict, seed: int = 0) -> dict[str, Measurement]:
+        """``{name: Measurement}`` of ``{name: (path, input_shapes)}`` timed interleaved, run for run in
+        random order (``profilers.stats.time_interleaved``): their ratios hold while the machine's
+        speed drifts. A remote backend runs the same on its host."""
+        from profilers.stats import time_interleaved
+
+        runs = {name: self.prepare(Path(path), shapes) for name, (path, shapes) in artifacts.items()}
+        return time_interleaved(runs, self.protocol, seed=seed, info=self.settings())
 
     def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20) -> NodeProfile | None:
         """Per-node kernel times of ``path`` from the runtime's own profiler, with the optimized graph

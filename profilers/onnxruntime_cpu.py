@@ -43,6 +43,7 @@ class OnnxRuntimeCPU(Profiler):
     name = "onnxruntime-cpu"
     artifact_suffix = ".onnx"
     runtime = "onnxruntime"
+    artifact_options = ("exporter",)
 
     def __init__(self, threads: int = 1, precision: str = "fp32", protocol=None, optimization: str = "all",
                  allow_spinning: bool = False, exporter: str = "dynamo"):

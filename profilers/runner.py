@@ -5,6 +5,9 @@ prints ``{"measurement": {...}, "device": {...}}``. ``--device-info`` prints the
 ``--serve`` keeps one process (and one SSH connection) for many artifacts: each stdin line is
 ``{"name": ..., "data_b64": ..., "shapes": "1x3x64x64"}``, each answer one JSON line — a remote
 table build then costs one round trip per block instead of an scp, an ssh and a Python start-up.
+``"op": "together"`` (``{"artifacts": {key: request}}``) times several artifacts interleaved and
+``"op": "node_profile"`` returns the runtime's per-node times (``Profiler.measure_together`` /
+``node_profile``), so a remote table gets the same latency model as a local one.
 Needs only the backend's runtime and this package (no torch for onnxruntime-cpu).
 """
 
@@ -52,8 +55,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(prof) -> int:
-    import base64
-
     from profilers.base import shapes_from_str
     from profilers.errors import ProfilerError
 
@@ -64,14 +65,30 @@ def _serve(prof) -> int:
             continue
         try:
             req = json.loads(line)
-            name = Path(req["name"]).name  # a file name in the work directory, never a path
-            Path(name).write_bytes(base64.b64decode(req["data_b64"]))
-            m = prof.measure_artifact(Path(name), shapes_from_str(req["shapes"]))
-            reply = {"measurement": m.to_dict(), "device": device}
-        except (ProfilerError, KeyError, ValueError) as e:
+            op = req.get("op", "measure")
+            if op == "together":  # several artifacts timed interleaved (a block, its context, the reference)
+                arts = {k: (_receive(a), shapes_from_str(a["shapes"])) for k, a in req["artifacts"].items()}
+                got = prof.measure_together(arts, seed=int(req.get("seed", 0)))
+                reply = {"measurements": {k: m.to_dict() for k, m in got.items()}, "device": device}
+            elif op == "node_profile":
+                prof_nodes = prof.node_profile(_receive(req), shapes_from_str(req["shapes"]), runs=int(req.get("runs", 20)))
+                reply = {"node_profile": prof_nodes.to_dict() if prof_nodes is not None else None, "device": device}
+            else:
+                m = prof.measure_artifact(_receive(req), shapes_from_str(req["shapes"]))
+                reply = {"measurement": m.to_dict(), "device": device}
+        except (ProfilerError, KeyError, ValueError, TypeError) as e:
             reply = {"error": f"{type(e).__name__}: {e}"}
         print(json.dumps(reply), flush=True)
     return 0
+
+
+def _receive(req: dict) -> Path:
+    """Write an artifact sent in a request to the work directory (a file name there, never a path)."""
+    import base64
+
+    name = Path(req["name"]).name
+    Path(name).write_bytes(base64.b64decode(req["data_b64"]))
+    return Path(name)
 
 
 if __name__ == "__main__":

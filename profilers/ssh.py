@@ -207,6 +207,9 @@ class SSHProfiler(Profiler):
     def settings(self) -> dict:
         return dict(self.inner.settings(), via="ssh", host=self.host)
 
+    def identity(self) -> dict:
+        return dict(self.inner.identity(), settings=self.settings())
+
     def device_info(self) -> dict:
         if self._device is None:
             if self.inner.runtime == "tensorrt":
@@ -227,27 +230,61 @@ class SSHProfiler(Profiler):
     def export(self, model, example_inputs: tuple, path: Path) -> Path:
         return self.inner.export(model, example_inputs, path)
 
-    def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
-        if self.inner.runtime == "tensorrt":
-            return self._measure_by_copy(path, input_shapes)
+    @property
+    def can_interleave(self) -> bool:  # the remote runner interleaves, where the inner backend can
+        return self.inner.can_interleave and self.inner.runtime != "tensorrt"
+
+    @property
+    def has_node_profile(self) -> bool:
+        return self.inner.has_node_profile and self.inner.runtime != "tensorrt"
+
+    @staticmethod
+    def _artifact(path: Path, input_shapes: Sequence[Shape], name: str) -> dict:
         from profilers.base import shapes_to_str
 
+        return {"name": name, "shapes": shapes_to_str(input_shapes), "data_b64": base64.b64encode(Path(path).read_bytes()).decode()}
+
+    def _ask(self, req: dict, what: str) -> dict:
+        """One request to the persistent remote runner (``profilers.runner --serve``), one reply."""
         if self._server is None or self._server.poll() is not None:
             self._start_server()
-        req = {"name": f"model{self.artifact_suffix}", "shapes": shapes_to_str(input_shapes),
-               "data_b64": base64.b64encode(Path(path).read_bytes()).decode()}
         try:
             self._server.stdin.write(json.dumps(req) + "\n")
             self._server.stdin.flush()
         except OSError as e:
             self._stop_server()
-            raise ProfilerError(f"ssh {self.host}: sending {Path(path).name} failed: {e}") from None
-        reply = self._next_line(f"measuring on {self.backend}")
+            raise ProfilerError(f"ssh {self.host}: sending a request for {what} failed: {e}") from None
+        reply = self._next_line(f"{what} on {self.backend}")
         if "error" in reply:
             raise ProfilerError(f"ssh {self.host}: remote {self.backend}: {reply['error']}")
-        m = Measurement.from_dict(reply["measurement"])
+        return reply
+
+    def _remote(self, m: Measurement) -> Measurement:
         m.info = dict(m.info, via="ssh", host=self.host)
         return m
+
+    def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
+        if self.inner.runtime == "tensorrt":
+            return self._measure_by_copy(path, input_shapes)
+        reply = self._ask(self._artifact(path, input_shapes, f"model{self.artifact_suffix}"), "measuring")
+        return self._remote(Measurement.from_dict(reply["measurement"]))
+
+    def measure_together(self, artifacts: dict, seed: int = 0) -> dict[str, Measurement]:
+        if not self.can_interleave:
+            raise ProfilerError(f"ssh {self.host}: {self.backend} cannot time artifacts interleaved")
+        req = {"op": "together", "seed": int(seed),
+               "artifacts": {k: self._artifact(p, s, f"a{i}{self.artifact_suffix}") for i, (k, (p, s)) in enumerate(artifacts.items())}}
+        reply = self._ask(req, "measuring interleaved")
+        return {k: self._remote(Measurement.from_dict(m)) for k, m in reply["measurements"].items()}
+
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20):
+        from profilers.base import NodeProfile
+
+        if not self.has_node_profile:
+            return None
+        req = dict(self._artifact(path, input_shapes, f"profiled{self.artifact_suffix}"), op="node_profile", runs=int(runs))
+        got = self._ask(req, "profiling nodes")["node_profile"]
+        return NodeProfile.from_dict(got) if got is not None else None
 
     def _measure_by_copy(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
         remote = f"{self.remote_dir()}/model{self.artifact_suffix}"

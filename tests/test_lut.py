@@ -181,7 +181,7 @@ def test_build_measures_each_distinct_key_once(tmp_path):
     back = LatencyTable.read(tmp_path / "t.parquet")
     assert sorted(back.keys) == sorted(b.key for b in blocks) and not journal_path(tmp_path / "t.parquet").exists()
     assert back.metadata["device"]["threads"] == 1 and back.backend["name"] == "onnxruntime-cpu"
-    assert back.metadata["block_exporter"] == "torchscript"
+    assert back.metadata["artifacts"] == {"exporter": "torchscript"}
     assert all(len(s) >= FAST.runs for s in back.rows["samples_ms"])
     # the bigger convolution costs more: the table measured something real
     assert back.median_ms("conv r16 c16>16 k3".replace("16>16 k3", "8>16 k3")) > 0
