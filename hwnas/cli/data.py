@@ -41,13 +41,14 @@ def _synth(args) -> int:
 
 
 def _check(args) -> int:
-    from hwnas.data.folder import find_pairs, load_mask, load_rgb, resolve_split
+    from hwnas.data.folder import check_pair_sizes, find_pairs, load_mask, load_rgb, resolve_split
     from hwnas.errors import DataError
 
     if args.data is None and args.images is None:
         raise DataError("give a dataset folder or --images and --masks")
     root = resolve_split(args.data, args.split) if args.data else None
     pairs = find_pairs(root, images=args.images, masks=args.masks)
+    check_pair_sizes(pairs)  # from the headers, before the slow full read below
     from tqdm import tqdm
 
     sizes = set()
