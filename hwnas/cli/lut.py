@@ -119,13 +119,16 @@ def _resolutions(res: list[int] | None, space) -> list[int]:
 
 
 def _exporter_options(backend: str, exporter: str) -> dict:
-    return {"exporter": exporter} if backend == "onnxruntime-cpu" else {}
+    """``--exporter`` for the backends that make artifacts more than one way (``artifact_options``)."""
+    import profilers
+
+    return {"exporter": exporter} if "exporter" in profilers.get_class(backend).artifact_options else {}
 
 
 def _table_profiler(table, args):
     from lut.validate import table_profiler
 
-    return table_profiler(table, runs=getattr(args, "runs", None), exporter=getattr(args, "exporter", "dynamo"),
+    return table_profiler(table, runs=getattr(args, "runs", None), artifacts={"exporter": getattr(args, "exporter", "dynamo")},
                           host=args.host, remote_python=args.remote_python, ssh_config=args.ssh_config)
 
 
