@@ -40,6 +40,7 @@ class QuickstartConfig:
     groups: int = 5
     keep: int = 20
     iterations: int = 4
+    predictor: str = "none"  # LGS offspring pre-screened by an accuracy predictor (bench/predictor_search.py decides)
     max_latency_ms: float | None = None
     seed: int = 0
 
@@ -130,7 +131,8 @@ def run(cfg: QuickstartConfig) -> Path:
                      "--iterations", str(cfg.iterations), "--seed", str(cfg.seed)]
     if cfg.max_latency_ms is not None:
         search_common += ["--max-latency-ms", str(cfg.max_latency_ms)]
-    stages.run("search-lgs", ["search", *search_common, "--sampler", "lgs", "--out", str(out / "search-lgs")], "5/7 LGS search")
+    stages.run("search-lgs", ["search", *search_common, "--sampler", "lgs", "--predictor", cfg.predictor,
+                              "--out", str(out / "search-lgs")], "5/7 LGS search")
     stages.run("search-uniform", ["search", *search_common, "--sampler", "uniform", "--out", str(out / "search-uniform")],
                "5/7 uniform-sampling search (baseline, same budget)")
     arch_path, picked = _pick_architecture(out / "search-lgs", cfg.max_latency_ms)

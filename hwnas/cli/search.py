@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from hwnas.cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int, probability
+from hwnas.cli.argtypes import device, non_negative_float, non_negative_int, positive_float, positive_int, probability
 
 EXAMPLE = (
     "Example: hwnas search --supernet runs/sod/supernet.pt --lut luts/xeon-ort1.parquet "
@@ -54,8 +54,8 @@ def register(sub) -> None:
                    help="with --predictor: share of each group's evaluations given to random offspring (default 0.2)")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="evaluation processes, one torch thread each (default: min(2, CPUs); 1 per rank under torchrun)")
-    p.add_argument("--device", default="cpu", help="where candidates are evaluated: cpu, cuda, cuda:N (under torchrun, cuda = "
-                                                   "cuda:LOCAL_RANK; default cpu)")
+    p.add_argument("--device", type=device, default="cpu", help="where candidates are evaluated: auto, cpu, cuda, cuda:N "
+                                                                "(under torchrun, cuda = cuda:LOCAL_RANK; default cpu)")
     p.add_argument("--synthetic", action="store_true",
                    help="LUT-like latency and synthetic fitness instead of --supernet/--lut/--data/--calib "
                         "(rehearse a search or a torchrun setup; nothing is measured)")
@@ -81,8 +81,10 @@ def _search(args) -> int:
             raise SearchError(f"{', '.join(missing)} required (or --synthetic to rehearse without a supernet)")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     workers = args.workers if args.workers is not None else (1 if distributed else min(2, os.cpu_count() or 1))
-    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-        raise SearchError(f"--device {args.device!r} unknown; allowed: cpu, cuda, cuda:N")
+    if not distributed:
+        from hwnas.devices import resolve_device
+
+        args.device = str(resolve_device(args.device))
     if args.device != "cpu" and workers > 1:
         raise SearchError("--workers > 1 evaluates in CPU processes; with --device cuda run one process per GPU (torchrun)")
     if args.space is not None:
@@ -120,17 +122,10 @@ def _search(args) -> int:
     lat_min, lat_max = latency_range(space, latency, resolution, args.max_latency_ms)
     dist = None
     if distributed:  # torchrun: rank 0 searches, every rank evaluates (hwnas.search.distributed)
-        from hwnas.train import _Dist
+        from hwnas.distributed import Distributed
 
-        if args.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise SearchError("--device cuda: no CUDA device is available here; use --device cpu")
-            if args.device == "cuda":
-                args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-            torch.cuda.set_device(torch.device(args.device))
-        dist = _Dist("cuda" if args.device.startswith("cuda") else "cpu")
+        dist = Distributed.from_env(args.device)  # checked; `cuda` = this rank's GPU, made current
+        args.device = str(dist.device)
     if dist is None or dist.main:
         where = f", {dist.world_size} ranks" if dist else ""
         print(f"search: {space.name} at {resolution}px, latency range {lat_min:.3f}-{lat_max:.3f} ms "
@@ -147,6 +142,7 @@ def _search(args) -> int:
             spread = DistributedFitness(fitness, dist, per_rank=workers)
             if not dist.main:
                 spread.serve()
+                print(f"search rank {dist.rank}: evaluated {spread.evaluated} candidates in {spread.rounds} rounds", file=sys.stderr)
                 return 0
             try:
                 result = search(space, latency, spread, config, out_dir=args.out, fingerprint=fingerprint, progress=not args.quiet)

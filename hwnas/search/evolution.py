@@ -20,6 +20,11 @@ Algorithm 1 as implemented (line numbers of the thesis' listing):
      field — depth included, unlike the authors' code — re-sampled with probability ``p_m``. A child
      that is invalid, over the latency cap, or already evaluated is bred again (at most
      ``max_attempts`` times; then it is dropped), so every evaluation is spent on a new candidate.
+With ``predictor`` (``mlp`` | ``gbt`` | ``ridge``, :mod:`hwnas.search.predictor`; not in the thesis,
+as in OFA), line 11 breeds ``screen_factor`` x as many children, an accuracy predictor fitted on every
+evaluated candidate ranks them, and as many as plain LGS would evaluate are kept: per latency group,
+the best-ranked (by predicted fitness above the evaluated front at their latency) plus an ``explore``
+share drawn at random (:meth:`EvolutionSearch._screen`). The number of true evaluations is unchanged.
 13-15. Children are evaluated and joined to ``P``. ``population_update="front"`` then keeps only the
      Pareto front of ``P`` (the thesis' line 15); ``"all"`` keeps the whole population (the authors'
      public code). The result is the Pareto front of every evaluated architecture.
@@ -29,6 +34,12 @@ candidate is evaluated, and ``search_state.json`` (population + cache + history)
 atomically after every finished iteration. A restart reloads the last finished iteration and
 replays the unfinished one with the same random stream (each iteration's generator is seeded by
 ``(seed, iteration)``), so candidates already evaluated are taken from the cache, not recomputed.
+The predictor is refitted from the cache as it stood at the start of the iteration, with a seed
+fixed by ``(seed, iteration)``, so a replayed iteration screens the same offspring.
+
+``fitness`` may offer ``map(archs)`` (values in input order): a process pool
+(:class:`~hwnas.search.fitness.PoolFitness`) or the ranks of a torchrun job
+(:class:`~hwnas.search.distributed.DistributedFitness`).
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ from typing import Any, Callable
 from hwnas.arch import Arch
 from hwnas.search.errors import SearchError
 from hwnas.search.pareto import hypervolume_2d, pareto_front, select_by_fronts
+from hwnas.search.predictor import PREDICTORS, ArchEncoder, kendall_tau, make_predictor
 from hwnas.search.sampling import FieldName, Genome, LatencyGroupSampler, group_edges, group_of, uniform_population
 from hwnas.space import SearchSpace
 
@@ -68,6 +80,9 @@ class SearchConfig:
     max_latency_ms: float | None = None
     strata: int = 10  # stratified targets per group when drawing the initial population
     max_attempts: int = 20  # redraws of one sample / one child before a fallback
+    predictor: str = "none"  # "none" | "mlp" | "gbt" | "ridge": pre-screen offspring (hwnas.search.predictor)
+    screen_factor: int = 5  # with a predictor: offspring bred per offspring evaluated
+    explore: float = 0.2  # with a predictor: share of each group's evaluations given to random offspring
 
     def check(self) -> None:
         def need(ok: bool, text: str) -> None:
@@ -85,6 +100,9 @@ class SearchConfig:
             p = getattr(self, name)
             need(0.0 <= p <= 1.0, f"{name} must be in [0, 1], got {p}")
         need(self.max_attempts >= 1 and self.strata >= 1, "max_attempts and strata must be >= 1")
+        need(self.predictor in PREDICTORS, f"predictor {self.predictor!r} unknown; allowed: {', '.join(PREDICTORS)}")
+        need(self.screen_factor >= 1, f"screen_factor must be >= 1, got {self.screen_factor}")
+        need(0.0 <= self.explore <= 1.0, f"explore must be in [0, 1], got {self.explore}")
 
 
 @dataclass
@@ -108,6 +126,7 @@ class SearchResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     edges: list[float] = field(default_factory=list)
     fitness_calls: int = 0  # evaluations computed by this process (the rest came from the cache)
+    predicted: int = 0  # offspring scored by the predictor (evaluated or not), over all iterations
 
 
 def normalized_hypervolume(cands: list[Candidate], lat_min_ms: float, lat_max_ms: float, fitness_ref: float = 0.0) -> float:
@@ -173,11 +192,16 @@ class EvolutionSearch:
         self.iteration_done = -1  # -1: initial population not finished
         self.fitness_calls = 0
         self._cache_file = None
+        self._encoder = ArchEncoder(self.genome, self.lat_min, self.lat_max)
+        self._encodings: dict[str, object] = {}
 
     # -------------------------------------------------------------------------- persistence
     def _identity(self) -> dict[str, Any]:
         cfg = asdict(self.config)
         cfg.pop("iterations")  # a finished search may be extended by more iterations
+        if cfg["predictor"] == "none":  # unused settings: runs from before the predictor still resume
+            for key in ("predictor", "screen_factor", "explore"):
+                cfg.pop(key)
         return {"config": cfg, "fingerprint": self.fingerprint, "space_hash": self.space.hash}
 
     def _load(self) -> None:
@@ -350,6 +374,69 @@ class EvolutionSearch:
             chosen.append(base[len(chosen) % len(base)])
         return [pop[i] for i in chosen]
 
+    def _breed_pool(self, parents: list[str], rng: random.Random, known: set[str]) -> list[tuple[Arch, float]]:
+        """``screen_factor`` rounds of :meth:`_breed` over the same parents: the offspring to screen."""
+        pool: list[tuple[Arch, float]] = []
+        seen = set(known)
+        for _round in range(self.config.screen_factor):
+            kids = self._breed(parents, rng, seen)
+            seen.update(a.to_string() for a, _ in kids)
+            pool.extend(kids)
+        return pool
+
+    def _encoded(self, key: str, latency_ms: float):
+        hit = self._encodings.get(key)
+        if hit is None:
+            hit = self._encodings[key] = self._encoder.encode(Arch.from_string(key), latency_ms)
+        return hit
+
+    def _screen(self, pool: list[tuple[Arch, float]], budget: int, rng: random.Random, iteration: int) -> tuple[list[tuple[Arch, float]], dict[str, float]]:
+        """The ``budget`` offspring of ``pool`` worth a real evaluation, and their predictions.
+
+        The predictor is fitted on every evaluated candidate. Each latency group gets a share of
+        ``budget`` proportional to its share of the pool (as many as plain LGS would evaluate there,
+        in expectation). Within a group, offspring are ranked by predicted fitness minus the
+        fitness of the evaluated front at their latency (how far above the current front they are
+        predicted to land); the best ``1 - explore`` of the share are taken, the rest drawn at random
+        from the group's remaining offspring, so a wrong predictor cannot shut out a region.
+        """
+        import numpy as np
+
+        if len(pool) <= budget:
+            return pool, {}
+        cands = sorted(self.cache.values(), key=lambda c: c.index)
+        X = np.stack([self._encoded(c.arch, c.latency_ms) for c in cands])
+        y = np.array([c.fitness for c in cands])
+        model = make_predictor(self.config.predictor, seed=self.config.seed * 1_000_003 + iteration).fit(X, y)
+        keys = [a.to_string() for a, _ in pool]
+        pred = model.predict(np.stack([self._encoded(k, lat) for k, (_, lat) in zip(keys, pool)]))
+        front = sorted((cands[i].latency_ms, cands[i].fitness) for i in pareto_front([(c.latency_ms, c.fitness) for c in cands]))
+        floor = min(y)
+        score = []
+        for (_, lat), p in zip(pool, pred):
+            below = [f for fl, f in front if fl <= lat]
+            score.append(float(p) - (below[-1] if below else floor))
+        n_groups = len(self.edges) - 1
+        members: list[list[int]] = [[] for _ in range(n_groups)]
+        for i, (_, lat) in enumerate(pool):
+            members[group_of(lat, self.edges)].append(i)
+        # largest-remainder split of the budget over groups, by their share of the pool
+        exact = [budget * len(m) / len(pool) for m in members]
+        quota = [int(e) for e in exact]
+        for gi in sorted(range(n_groups), key=lambda g: (-(exact[g] - quota[g]), g))[: budget - sum(quota)]:
+            quota[gi] += 1
+        chosen: list[int] = []
+        for gi, idx in enumerate(members):
+            if not quota[gi]:
+                continue
+            ranked = sorted(idx, key=lambda i: (-score[i], i))
+            n_best = quota[gi] - int(round(quota[gi] * self.config.explore))
+            chosen += ranked[:n_best]
+            rest = sorted(ranked[n_best:])  # breeding order: the random picks do not depend on the ranking
+            chosen += rng.sample(rest, min(len(rest), quota[gi] - n_best))
+        chosen.sort()  # evaluation order = breeding order
+        return [pool[i] for i in chosen], {keys[i]: float(pred[i]) for i in chosen}
+
     def _update_population(self, new: list[str]) -> None:
         merged = list(dict.fromkeys(self.population + new))
         if self.config.population_update == "front":
@@ -357,20 +444,25 @@ class EvolutionSearch:
             merged = [merged[i] for i in sorted(pareto_front(pts))]
         self.population = merged
 
-    def _record(self, iteration: int, seconds: float) -> None:
+    def _record(self, iteration: int, seconds: float, predicted: int = 0, predictions: dict[str, float] | None = None) -> None:
         cands = list(self.cache.values())
         front = [cands[i] for i in pareto_front([(c.latency_ms, c.fitness) for c in cands])]
-        self.history.append(
-            {
-                "iteration": iteration,
-                "evaluated": len(cands),
-                "population": len(self.population),
-                "front_size": len(front),
-                "hypervolume": normalized_hypervolume(front, self.lat_min, self.lat_max),
-                "best_fitness": max(c.fitness for c in cands),
-                "seconds": round(seconds, 3),
-            }
-        )
+        row = {
+            "iteration": iteration,
+            "evaluated": len(cands),
+            "population": len(self.population),
+            "front_size": len(front),
+            "hypervolume": normalized_hypervolume(front, self.lat_min, self.lat_max),
+            "best_fitness": max(c.fitness for c in cands),
+            "seconds": round(seconds, 3),
+        }
+        if self.config.predictor != "none" and iteration > 0:
+            row["predicted"] = predicted  # offspring scored by the predictor this iteration
+            if predictions:  # how well it ranked the ones then evaluated (online, never seen before)
+                keys = [k for k in predictions if k in self.cache]
+                tau = kendall_tau([predictions[k] for k in keys], [self.cache[k].fitness for k in keys])
+                row["predictor_tau"] = None if tau != tau else round(tau, 4)
+        self.history.append(row)
 
     # ------------------------------------------------------------------------------------ run
     def run(self) -> SearchResult:
@@ -401,11 +493,17 @@ class EvolutionSearch:
                 rng = self._rng(it)
                 known = set(self.cache)
                 parents = self._select()
-                children = self._breed(parents, rng, known)
+                predicted, predictions = 0, None
+                if cfg.predictor == "none":
+                    children = self._breed(parents, rng, known)
+                else:  # breed screen_factor x more, evaluate as many as plain LGS would
+                    pool = self._breed_pool(parents, rng, known)
+                    children, predictions = self._screen(pool, min(len(parents), len(pool)), rng, it)
+                    predicted = len(pool) if predictions else 0
                 self._evaluate(children, it, "offspring", f"iteration {it}/{cfg.iterations}")
                 self._update_population([a.to_string() for a, _ in children])
                 self.iteration_done = it
-                self._record(it, time.perf_counter() - t0)
+                self._record(it, time.perf_counter() - t0, predicted, predictions)
                 self._save()
         finally:
             if self._cache_file is not None:
@@ -417,7 +515,9 @@ class EvolutionSearch:
         cands = sorted(self.cache.values(), key=lambda c: c.index)
         feasible = [c for c in cands if self.config.max_latency_ms is None or c.latency_ms <= self.config.max_latency_ms]
         front = [feasible[i] for i in pareto_front([(c.latency_ms, c.fitness) for c in feasible])]
-        return SearchResult(self.config, self.lat_min, self.lat_max, cands, list(self.population), front, list(self.history), list(self.edges), self.fitness_calls)
+        predicted = sum(h.get("predicted", 0) for h in self.history)
+        return SearchResult(self.config, self.lat_min, self.lat_max, cands, list(self.population), front, list(self.history),
+                            list(self.edges), self.fitness_calls, predicted)
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -104,11 +104,12 @@ class SupernetFitness:
 
 def load_fitness(supernet: str | Path, space, val_dir: str | Path, calib_dir: str | Path, resolution: int,
                  metric: str = "max_f", val_images: int | None = 32, calib_batches: int = 2, batch_size: int = 16,
-                 seed: int = 0) -> SupernetFitness:
-    """:class:`SupernetFitness` from files: the supernet checkpoint and the two folders."""
+                 seed: int = 0, device: str = "cpu") -> SupernetFitness:
+    """:class:`SupernetFitness` from files: the supernet checkpoint and the two folders. ``device``:
+    where subnets run (``cpu``, ``cuda:N``); batches follow the model's device."""
     from hwnas.checkpoint import load_supernet
 
-    net = load_supernet(supernet, space)
+    net = load_supernet(supernet, space).to(device)
     return SupernetFitness.from_folders(net, val_dir, calib_dir, resolution, metric, val_images, calib_batches, batch_size, seed)
 
 

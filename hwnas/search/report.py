@@ -1,4 +1,4 @@
-"""What a search leaves in its run directory: population.csv, pareto/*.json, pareto.csv, a Pareto plot.
+"""What a search leaves in its run directory: population.csv, pareto/*.json, pareto.csv, search.json, a Pareto plot.
 
 Every file is written to a temporary name and moved into place, so a killed run never leaves a
 half-written result. ``pareto/arch-<latency>ms-<metric><value>.json`` holds the architecture alone
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -74,9 +76,23 @@ def write_outputs(
         front_rows.append({"file": f"pareto/{name}", "latency_ms": round(c.latency_ms, 6), metric: round(value, 6), "arch": c.arch})
     atomic_write_text(paths["pareto_csv"], _csv_text(front_rows))
     paths["pareto_dir"] = pareto_dir
+    paths["summary"] = out / "search.json"
+    atomic_write_text(paths["summary"], json.dumps(search_summary(result), indent=2) + "\n")
     if plot:
         paths["plot"] = plot_pareto(result, out / "plots" / "pareto.png", metric_label, metric_of)
     return paths
+
+
+def search_summary(result: SearchResult) -> dict:
+    """The run's settings (predictor included) and what it spent: ``search.json``."""
+    return {
+        "config": asdict(result.config),
+        "lat_range_ms": [result.lat_min_ms, result.lat_max_ms],
+        "evaluated": len(result.candidates),
+        "predicted": result.predicted,  # offspring scored by the predictor (0 without one)
+        "front_size": len(result.pareto),
+        "history": result.history,
+    }
 
 
 def plot_pareto(result: SearchResult, path: str | Path, metric_label: str = "maxF",
