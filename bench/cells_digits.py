@@ -32,9 +32,9 @@ def _search_job(method: str, seed: int, a: dict, work: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from hwnas.cells.search import SearchConfig, run_search
+    from hwnas.cells.cell_search import CellSearchConfig, run_search
 
-    cfg = SearchConfig(method=method, data="digits", image_size=a["image_size"], epochs=a["search_epochs"],
+    cfg = CellSearchConfig(method=method, data="digits", image_size=a["image_size"], epochs=a["search_epochs"],
                        batch_size=64, channels=a["channels"], layers=a["layers"], seed=seed, arch_lr=a["arch_lr"],
                        device=a["device"])
     r = run_search(cfg, Path(work) / "search" / f"{method}-s{seed}", progress=False)
@@ -48,12 +48,12 @@ def _train_job(name: str, genotype: dict, train_seed: int, a: dict, work: str) -
     import torch
 
     torch.set_num_threads(1)
-    from hwnas.cells.data import load_data
+    from hwnas.cells.classification_data import load_data
     from hwnas.cells.genotype import Genotype
-    from hwnas.cells.train import TrainConfig, train_genotype
+    from hwnas.cells.genotype_training import GenotypeTrainConfig, train_genotype
 
     data = load_data("digits", a["image_size"])
-    cfg = TrainConfig(epochs=a["train_epochs"], channels=a["channels"], layers=a["layers"], lr=0.05,
+    cfg = GenotypeTrainConfig(epochs=a["train_epochs"], channels=a["channels"], layers=a["layers"], lr=0.05,
                       seed=train_seed, device=a["device"])
     r = train_genotype(Genotype.from_dict(genotype), data, cfg)
     r["name"] = name
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         if args.kendall:
             import itertools
 
-            from hwnas.cells.space import NUM_INPUTS
+            from hwnas.cells.darts_space import NUM_INPUTS
 
             dots0 = next(r for r in searches if r["method"] == "dots" and r["seed"] == args.seeds[0])
             node = args.kendall_node
@@ -192,11 +192,11 @@ def _load_method(work: str, method: str, seed: int):
     """Rebuild a finished search's method object from its checkpoint (to read β or α)."""
     import torch
 
-    from hwnas.cells.search import SearchConfig, create_method
-    from hwnas.cells.space import SearchNetwork
+    from hwnas.cells.cell_search import CellSearchConfig, create_method
+    from hwnas.cells.darts_space import SearchNetwork
 
     run = Path(work) / "search" / f"{method}-s{seed}"
-    cfg = SearchConfig(**json.loads((run / "config.json").read_text()))
+    cfg = CellSearchConfig(**json.loads((run / "config.json").read_text()))
     state = torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")
     net = SearchNetwork(cfg.channels, 10, cfg.layers, cfg.steps)
     m = create_method(method, net, cfg, steps_per_epoch=1)
@@ -207,7 +207,7 @@ def _load_method(work: str, method: str, seed: int):
 
 def _kendall_ops(work: str, dots_run: dict, node: int) -> dict:
     """The op DOTS would put on each incoming edge of ``node`` (its kept op with the larger α)."""
-    from hwnas.cells.space import PRIMITIVES, node_edges
+    from hwnas.cells.darts_space import PRIMITIVES, node_edges
 
     m = _load_method(work, "dots", dots_run["seed"])
     kept = m.kept_ops(m.alpha_normal)
@@ -220,7 +220,7 @@ def _kendall(work: str, dots_run: dict, node: int, acc: dict, seed: int) -> dict
 
     from scipy.stats import kendalltau
 
-    from hwnas.cells.space import NUM_INPUTS
+    from hwnas.cells.darts_space import NUM_INPUTS
 
     dots = _load_method(work, "dots", seed)
     darts = _load_method(work, "darts", seed)
@@ -228,7 +228,7 @@ def _kendall(work: str, dots_run: dict, node: int, acc: dict, seed: int) -> dict
     standalone = [acc[f"kendall-n{node}-{i}{j}"] for i, j in pairs]
     beta = dots.topology_weights("normal", node).tolist()  # in the order of topology_combinations = pairs
     importance = darts.edge_importance("normal")
-    from hwnas.cells.space import node_edges
+    from hwnas.cells.darts_space import node_edges
 
     edges = node_edges(node)
     darts_score = [importance[edges[i]].item() + importance[edges[j]].item() for i, j in pairs]

@@ -7,14 +7,14 @@ import torch
 
 from hwnas.cells import dots, eoinas, msdarts
 from hwnas.cells.genotype import Genotype
-from hwnas.cells.search import SearchConfig, derive_top2
-from hwnas.cells.space import NONE_INDEX, PRIMITIVES, SearchNetwork, edge_index, num_edges
+from hwnas.cells.cell_search import CellSearchConfig, derive_top2
+from hwnas.cells.darts_space import NONE_INDEX, PRIMITIVES, SearchNetwork, edge_index, num_edges
 
 
 def _tiny(method_cls, epochs=8, **options):
     torch.manual_seed(0)
     net = SearchNetwork(channels=4, num_classes=10, layers=3)
-    cfg = SearchConfig(method=method_cls.name, epochs=epochs, channels=4, layers=3, options=options)
+    cfg = CellSearchConfig(method=method_cls.name, epochs=epochs, channels=4, layers=3, options=options)
     return method_cls(net, cfg, steps_per_epoch=5)
 
 

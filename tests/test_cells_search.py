@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.cells.data import load_data
+from hwnas.cells.classification_data import load_data
 from hwnas.cells.genotype import Genotype, load_genotype, plot_genotype, random_genotype
-from hwnas.cells.search import SearchConfig, run_search
-from hwnas.cells.space import PRIMITIVES, SearchNetwork, CellMix, GenotypeNetwork
+from hwnas.cells.cell_search import CellSearchConfig, run_search
+from hwnas.cells.darts_space import PRIMITIVES, SearchNetwork, CellMix, GenotypeNetwork
 from hwnas.cli import main
 from hwnas.errors import ArchError, CheckpointError, DataError
 
@@ -100,7 +100,7 @@ def test_networks_forward_shapes():
     ("darts", {}), ("dots", {}), ("dots", {"edges": "any"}), ("eoinas", {}), ("msdarts", {}),
 ])
 def test_each_method_searches_and_writes_a_valid_genotype(tmp_path, method, options):
-    r = run_search(SearchConfig(method=method, epochs=2, options=options, **TINY), tmp_path, progress=False)
+    r = run_search(CellSearchConfig(method=method, epochs=2, options=options, **TINY), tmp_path, progress=False)
     g = load_genotype(tmp_path / "genotype.json")
     assert g == r.genotype and _no_none(g)
     assert (tmp_path / "genotype.png").stat().st_size > 1000
@@ -115,7 +115,7 @@ def test_each_method_searches_and_writes_a_valid_genotype(tmp_path, method, opti
 def test_resume_after_interruption_matches_an_unbroken_run(tmp_path, monkeypatch):
     from hwnas.cells.eoinas import EoiNAS
 
-    cfg = SearchConfig(method="eoinas", epochs=2, **TINY)
+    cfg = CellSearchConfig(method="eoinas", epochs=2, **TINY)
     full = run_search(cfg, tmp_path / "full", progress=False)
 
     original = EoiNAS.begin_epoch
@@ -137,7 +137,7 @@ def test_resume_after_interruption_matches_an_unbroken_run(tmp_path, monkeypatch
     assert resumed.genotype == full.genotype
 
     with pytest.raises(CheckpointError, match="another search configuration"):
-        run_search(SearchConfig(method="eoinas", epochs=3, **TINY), tmp_path / "cut", progress=False)
+        run_search(CellSearchConfig(method="eoinas", epochs=3, **TINY), tmp_path / "cut", progress=False)
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):

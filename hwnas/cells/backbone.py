@@ -13,7 +13,7 @@ plugs it into the iNAS head for spaces with ``backbone: {type: cells}``.
 
 Deploy form (:meth:`CellBackbone.reparameterize`, the ``deploy.reparameterize`` protocol): every
 Conv+BN folds — the ``nn.Sequential`` ones by ``deploy``'s generic pass, the BN after the
-concatenation in :class:`~hwnas.cells.space.FactorizedReduce` here, split over its two convs.
+concatenation in :class:`~hwnas.cells.darts_space.FactorizedReduce` here, split over its two convs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.cells.genotype import Genotype
-from hwnas.cells.space import FactorizedReduce, GenotypeCell
+from hwnas.cells.darts_space import FactorizedReduce, GenotypeCell
 from hwnas.levels import NUM_LEVELS
 
 

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.cells.genotype import Genotype
-from hwnas.cells.search import CellSearchMethod, derive_top2
-from hwnas.cells.space import NONE_INDEX, PRIMITIVES, CellMix
+from hwnas.cells.cell_search import CellSearchMethod, derive_top2
+from hwnas.cells.darts_space import NONE_INDEX, PRIMITIVES, CellMix
 
 
 class Darts(CellSearchMethod):

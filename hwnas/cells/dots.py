@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.cells.genotype import Genotype
-from hwnas.cells.search import CellSearchMethod
-from hwnas.cells.space import NUM_INPUTS, PARAMETER_FREE, PARAMETRIC, PRIMITIVES, CellMix, node_edges
+from hwnas.cells.cell_search import CellSearchMethod
+from hwnas.cells.darts_space import NUM_INPUTS, PARAMETER_FREE, PARAMETRIC, PRIMITIVES, CellMix, node_edges
 from hwnas.errors import HwnasError
 
 T0 = 10.0

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.cells.genotype import Genotype
-from hwnas.cells.search import CellSearchMethod
-from hwnas.cells.space import NONE_INDEX, PRIMITIVES, CellMix, node_edges
+from hwnas.cells.cell_search import CellSearchMethod
+from hwnas.cells.darts_space import NONE_INDEX, PRIMITIVES, CellMix, node_edges
 
 EPS1 = 0.02
 EPS2 = 0.01

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.cells.space import NUM_INPUTS, PRIMITIVES
+from hwnas.cells.darts_space import NUM_INPUTS, PRIMITIVES
 from hwnas.errors import ArchError
 
 FORMAT = "hwnas-cell-genotype/1"

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from hwnas.cells.darts import Darts
-from hwnas.cells.space import CellMix
+from hwnas.cells.darts_space import CellMix
 
 
 def mean_shift_update(alpha: torch.Tensor, samples: torch.Tensor, losses: torch.Tensor, bandwidth: float) -> torch.Tensor:

@@ -70,9 +70,9 @@ def register(sub) -> None:
 
 
 def _search(args) -> int:
-    from hwnas.cells.search import SearchConfig, run_search
+    from hwnas.cells.cell_search import CellSearchConfig, run_search
 
-    cfg = SearchConfig(method=args.method, data=args.data, image_size=args.image_size, epochs=args.epochs,
+    cfg = CellSearchConfig(method=args.method, data=args.data, image_size=args.image_size, epochs=args.epochs,
                        batch_size=args.batch_size, channels=args.channels, layers=args.layers, seed=args.seed,
                        lr=args.lr, arch_lr=args.arch_lr, max_samples=args.max_samples,
                        options=dict(_option(o) for o in args.option), device=args.device)
@@ -83,13 +83,13 @@ def _search(args) -> int:
 
 
 def _train(args) -> int:
-    from hwnas.cells.data import load_data
+    from hwnas.cells.classification_data import load_data
     from hwnas.cells.genotype import load_genotype
-    from hwnas.cells.train import TrainConfig, train_genotype
+    from hwnas.cells.genotype_training import GenotypeTrainConfig, train_genotype
 
     genotype = load_genotype(args.genotype)
     data = load_data(args.data, args.image_size)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, channels=args.channels, layers=args.layers,
+    cfg = GenotypeTrainConfig(epochs=args.epochs, batch_size=args.batch_size, channels=args.channels, layers=args.layers,
                       lr=args.lr, seed=args.seed, device=args.device)
     result = train_genotype(genotype, data, cfg, progress=not args.no_progress)
     result["genotype"] = genotype.to_dict()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwnas.cells.space import NONE_INDEX, CellMix, SearchNetwork, node_edges, num_edges
+from hwnas.cells.darts_space import NONE_INDEX, CellMix, SearchNetwork, node_edges, num_edges
 from hwnas.errors import CheckpointError, HwnasError
 
 METHODS = {
@@ -38,7 +38,7 @@ METHODS = {
 
 
 @dataclass
-class SearchConfig:
+class CellSearchConfig:
     method: str
     data: str = "digits"
     image_size: int | None = None  # None: the data set's default (digits 16, CIFAR 32)
@@ -69,7 +69,7 @@ class CellSearchMethod:
     name = ""
     OPTIONS: dict[str, Any] = {}
 
-    def __init__(self, net: SearchNetwork, cfg: SearchConfig, steps_per_epoch: int):
+    def __init__(self, net: SearchNetwork, cfg: CellSearchConfig, steps_per_epoch: int):
         unknown = sorted(set(cfg.options) - set(self.OPTIONS))
         if unknown:
             raise HwnasError(f"unknown option(s) {unknown} for method {self.name}; allowed: {sorted(self.OPTIONS) or 'none'}")
@@ -115,7 +115,7 @@ class CellSearchMethod:
 def derive_top2(op_weights: torch.Tensor, steps: int) -> tuple[tuple[tuple[str, int], ...], ...]:
     """DARTS derivation: per node keep the 2 incoming edges with the largest non-``none`` op weight,
     each with its strongest non-``none`` op."""
-    from hwnas.cells.space import PRIMITIVES
+    from hwnas.cells.darts_space import PRIMITIVES
 
     w = op_weights.detach().clone()
     w[:, NONE_INDEX] = -math.inf
@@ -128,7 +128,7 @@ def derive_top2(op_weights: torch.Tensor, steps: int) -> tuple[tuple[tuple[str, 
     return tuple(nodes)
 
 
-def create_method(name: str, net: SearchNetwork, cfg: SearchConfig, steps_per_epoch: int) -> CellSearchMethod:
+def create_method(name: str, net: SearchNetwork, cfg: CellSearchConfig, steps_per_epoch: int) -> CellSearchMethod:
     if name not in METHODS:
         raise HwnasError(f"unknown cell-search method {name!r}; allowed: {', '.join(METHODS)}")
     module, cls = METHODS[name].split(":")
@@ -148,17 +148,17 @@ def _atomic_text(text: str, path: Path) -> None:
 
 
 @dataclass
-class SearchResult:
+class CellSearchResult:
     genotype: Any
     out_dir: Path
     history: list[dict]
     seconds: float
 
 
-def run_search(cfg: SearchConfig, out_dir: str | Path, progress: bool = True) -> SearchResult:
+def run_search(cfg: CellSearchConfig, out_dir: str | Path, progress: bool = True) -> CellSearchResult:
     from tqdm import tqdm
 
-    from hwnas.cells.data import batches, load_data, search_split
+    from hwnas.cells.classification_data import batches, load_data, search_split
     from hwnas.cells.genotype import plot_genotype
 
     if cfg.method not in METHODS:
@@ -250,4 +250,4 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, progress: bool = True) ->
     genotype = type(genotype)(genotype.normal, genotype.reduce, meta)
     genotype.save(out / "genotype.json")
     plot_genotype(genotype, out / "genotype.png", title=f"{cfg.method} (seed {cfg.seed}, {cfg.data})")
-    return SearchResult(genotype, out, history, seconds)
+    return CellSearchResult(genotype, out, history, seconds)

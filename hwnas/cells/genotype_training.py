@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwnas.cells.data import ClassificationData, batches
+from hwnas.cells.classification_data import ClassificationData, batches
 from hwnas.cells.genotype import Genotype
-from hwnas.cells.space import GenotypeNetwork
+from hwnas.cells.darts_space import GenotypeNetwork
 from hwnas.errors import HwnasError
 
 
 @dataclass
-class TrainConfig:
+class GenotypeTrainConfig:
     epochs: int = 10
     batch_size: int = 64
     channels: int = 8
@@ -44,7 +44,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(len(y), 1)
 
 
-def train_genotype(genotype: Genotype, data: ClassificationData, cfg: TrainConfig, progress: bool = False) -> dict:
+def train_genotype(genotype: Genotype, data: ClassificationData, cfg: GenotypeTrainConfig, progress: bool = False) -> dict:
     """Returns ``{"test_accuracy", "train_accuracy", "final_train_loss", "params", "seconds", "config"}``."""
     from tqdm import tqdm
 
