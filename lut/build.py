@@ -235,6 +235,8 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
 def read_rows(path: str | Path) -> tuple[dict, list[dict]]:
     """(metadata, rows) of a finished table or of a build's journal (an unfinished build)."""
     p = Path(path)
+    if p.is_dir():
+        raise LUTError(f"{p} is a directory; pass finished .parquet tables or <out>.journal.jsonl files")
     if not p.is_file():
         raise LUTError(f"{p} does not exist (a finished build removes its journal: pass the .parquet)")
     if p.name.endswith(".journal.jsonl"):
