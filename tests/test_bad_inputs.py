@@ -255,6 +255,10 @@ CASES = [
     ("files", "profilers measure --arch {missing}.json", r"architecture file not found"),
     ("files", "search --supernet {missing}.pt --lut {lut} --data {data} --calib {data} --out {d}/s", r"does not exist"),
     ("files", "supernet train --space {missing}.yaml --data {data} --out {d}/r --steps 1", r"No such file"),
+    ("files", "search --supernet {ckpt} --lut {folder} --data {data} --calib {data} --out {d}/s", r"is a directory"),
+    ("files", "lut merge {folder} --out {d}/m.parquet", r"folder is a directory"),
+    ("files", "lut merge {missing}.jsonl --out {d}/m.parquet", r"does not exist"),
+    ("files", "export --space inas-tiny --arch smallest --supernet {folder} --out {d}/e", r"is a directory"),
     # ------------------------------------------------------------------------------ OS errors
     ("os_errors", "data synth --out {regular}/s --n 10", r"regular: is a file where a directory is needed"),
     ("os_errors", "cells random --out {regular}/g.json", r"regular: is a file where a directory is needed"),
@@ -391,6 +395,25 @@ def test_read_only_and_permission_errors_name_the_path(tmp_path, capsys):
         assert ok, detail
     finally:
         locked.chmod(0o755)
+
+
+def test_device_spec_against_the_gpus_present(monkeypatch):
+    """The checked --device type with 0 and 1 GPUs (no GPU is needed: the count is what it asks)."""
+    from hwnas import devices
+    from hwnas.errors import HwnasError
+
+    monkeypatch.setattr(devices, "_cuda_count", lambda: 0)
+    assert devices.check_device_spec("cpu") == "cpu" and str(devices.resolve_device("auto")) == "cpu"
+    with pytest.raises(HwnasError, match="no CUDA GPU is available here"):
+        devices.check_device_spec("cuda")
+    monkeypatch.setattr(devices, "_cuda_count", lambda: 1)
+    assert devices.check_device_spec("cuda:0") == "cuda:0"
+    assert str(devices.resolve_device("auto")) == "cuda" and str(devices.resolve_device("cuda", local_rank=0)) == "cuda:0"
+    with pytest.raises(HwnasError, match=r"device 'cuda:1': this machine has 1 CUDA GPU\(s\), cuda:0\.\.cuda:0"):
+        devices.check_device_spec("cuda:1")
+    for bad in ("gpu", "cuda:", "cuda:-1", "cuda0", "CPU", ""):
+        with pytest.raises(HwnasError, match="allowed: auto, cpu, cuda, cuda:N"):
+            devices.check_device_spec(bad)
 
 
 # ----------------------------------------------------------------------------- parsers (hypothesis)
