@@ -10,7 +10,6 @@ reads it, so loading never runs pickled code):
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deploy.fileio import atomic_path, first_line
 from hwnas.errors import CheckpointError
 
 FORMAT = "hwnas-supernet"
@@ -25,22 +25,13 @@ VERSION = 1
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` atomically (a temporary file, then ``os.replace``), so a kill at
-    any moment leaves either the previous checkpoint or the new one, never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """Write ``payload`` to ``path`` atomically (``deploy.fileio.atomic_path``), so a kill at any
+    moment leaves either the previous checkpoint or the new one, never a torn file; a full disk is
+    reported as such (``OSError``), not as torch's "unexpected pos"."""
     data = {"format": FORMAT, "version": VERSION, **payload}
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+    return Path(path)
 
 
 # what `supernet train` needs besides the weights to continue a run exactly
@@ -72,8 +63,7 @@ def torch_load_safely(path: str | Path, map_location: str | torch.device = "cpu"
             detail = f" (it references {unsafe.group(1)})" if unsafe else ""
             raise CheckpointError(f"{path}: refused: the {what} holds Python objects other than tensors and plain "
                                   f"data{detail}; hwnas loads only weights-only files and never runs code from one") from None
-        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-        first = lines[0] if lines else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(f"{path}: not a readable {what} ({first[:200]})") from None
 
 
@@ -151,7 +141,7 @@ def load_supernet(path: str | Path, space=None, map_location: str | torch.device
     try:
         net.load_state_dict(ckpt["model"])
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the supernet of {space.name}: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"{path}: weights do not fit the supernet of {space.name}: {first_line(e)}") from None
     return net.eval()
 
 

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from deploy.fileio import first_line
 from hwnas import backbones
 from hwnas.arch import Arch, KernelSet, LevelArch
 from hwnas.errors import ArchError, SpaceError
@@ -123,7 +124,7 @@ class SearchSpace:
         except UnicodeDecodeError:
             raise SpaceError(f"search space file {p} is not a text (UTF-8 YAML) file") from None
         except yaml.YAMLError as e:
-            raise SpaceError(f"search space file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise SpaceError(f"search space file {p} is not valid YAML: {first_line(e)}") from None
         if not isinstance(data, dict):
             raise SpaceError(f"search space file {p}: expected a mapping at the top level")
         return cls(data, source=str(p), base_dir=p.parent)

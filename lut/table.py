@@ -15,11 +15,10 @@ block medians; ``calibrated=True`` applies a linear correction fitted on measure
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from deploy.fileio import atomic_path
 from lut.errors import LUTError
 
 META_KEY = b"hwnas.lut"
@@ -184,17 +183,8 @@ class LatencyTable:
         meta = dict(table.schema.metadata or {})
         meta[META_KEY] = json.dumps(dict(self.metadata, format=FORMAT_VERSION), sort_keys=True).encode()
         table = table.replace_schema_metadata(meta)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-        os.close(fd)
-        try:
+        with atomic_path(p) as tmp:
             pq.write_table(table, tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a table is an ordinary shareable file
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return p
 
     # ------------------------------------------------------------------- identity

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from deploy.fileio import first_line
 from profilers.base import Profiler, Shape
 from profilers.errors import ProfilerError
 from profilers.stats import Measurement, time_callable
@@ -78,7 +79,7 @@ class ExecuTorchXNNPACK(Profiler):
         try:
             method = Runtime.get().load_program(str(path)).load_method("forward")
         except Exception as e:  # the runtime raises RuntimeError/ValueError for bad programs
-            raise ProfilerError(f"{self.name}: cannot load {path}: {str(e).splitlines()[0]}") from None
+            raise ProfilerError(f"{self.name}: cannot load {path}: {first_line(e)}") from None
         g = torch.Generator().manual_seed(0)
         inputs = [torch.randn(s, generator=g) for s in input_shapes]
         method.execute(inputs)  # first run initialises the delegate

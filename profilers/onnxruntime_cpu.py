@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from deploy.fileio import first_line
 from profilers.base import Profiler, Shape
 from profilers.errors import ProfilerError
 from profilers.stats import Measurement  # noqa: F401  (re-exported for callers of this module)
@@ -110,7 +111,7 @@ class OnnxRuntimeCPU(Profiler):
         try:
             return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for unreadable models
-            raise ProfilerError(f"{self.name}: cannot load {path}: {str(e).splitlines()[0]}") from None
+            raise ProfilerError(f"{self.name}: cannot load {path}: {first_line(e)}") from None
 
     def _bound_run(self, sess, path: Path, input_shapes: Sequence[Shape]):
         import numpy as np

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
+from deploy.fileio import first_line
 from profilers.base import Profiler, Shape
 from profilers.errors import ProfilerError
 from profilers.stats import Measurement, time_callable
@@ -67,6 +68,6 @@ class TorchCPU(Profiler):
         try:
             module = torch.export.load(str(path)).module()
         except Exception as e:  # torch.export raises several types for unreadable files
-            raise ProfilerError(f"{self.name}: cannot load {path}: {str(e).splitlines()[0]}") from None
+            raise ProfilerError(f"{self.name}: cannot load {path}: {first_line(e)}") from None
         g = torch.Generator().manual_seed(0)
         return self._time(module, tuple(torch.randn(s, generator=g) for s in input_shapes))

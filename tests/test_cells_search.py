@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from deploy.fileio import IdentityError
 from hwnas.cells.classification_data import load_data
 from hwnas.cells.genotype import Genotype, load_genotype, plot_genotype, random_genotype
 from hwnas.cells.cell_search import CellSearchConfig, run_search
 from hwnas.cells.darts_space import PRIMITIVES, SearchNetwork, CellMix, GenotypeNetwork
 from hwnas.cli import main
-from hwnas.errors import ArchError, CheckpointError, DataError
+from hwnas.errors import ArchError, DataError
 
 TINY = dict(image_size=8, batch_size=16, channels=4, layers=3, max_samples=16)
 
@@ -136,7 +137,7 @@ def test_resume_after_interruption_matches_an_unbroken_run(tmp_path, monkeypatch
     assert torch.equal(a["alpha"], b["alpha"]) and torch.equal(a["alive"], b["alive"])
     assert resumed.genotype == full.genotype
 
-    with pytest.raises(CheckpointError, match="another search configuration"):
+    with pytest.raises(IdentityError, match=r"cell-search checkpoint .* other settings \(.*epochs: "):
         run_search(CellSearchConfig(method="eoinas", epochs=3, **TINY), tmp_path / "cut", progress=False)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deploy.fileio import atomic_path, atomic_write_json, check_identity
 from hwnas.cells.darts_space import NONE_INDEX, CellMix, SearchNetwork, node_edges, num_edges
 from hwnas.errors import CheckpointError, HwnasError
 
@@ -136,15 +136,8 @@ def create_method(name: str, net: SearchNetwork, cfg: CellSearchConfig, steps_pe
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 @dataclass
@@ -196,10 +189,7 @@ def run_search(cfg: CellSearchConfig, out_dir: str | Path, progress: bool = True
         state = torch_load_safely(ckpt_path, map_location=device, what="cell-search checkpoint")
         if not isinstance(state, dict):
             raise CheckpointError(f"{ckpt_path}: not a cell-search checkpoint; use another --out or move it away")
-        if state.get("config") != json.loads(json.dumps(config)):
-            raise CheckpointError(
-                f"{ckpt_path} belongs to another search configuration; use another --out or delete it "
-                f"(stored: {state.get('config')}, requested: {config})")
+        check_identity(state.get("config"), json.loads(json.dumps(config)), f"cell-search checkpoint {ckpt_path}")
         net.load_state_dict(state["net"])
         w_opt.load_state_dict(state["w_optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -207,7 +197,7 @@ def run_search(cfg: CellSearchConfig, out_dir: str | Path, progress: bool = True
         history = list(state["history"])
         start = int(state["epoch"])
         seconds = float(state.get("seconds", 0.0))
-    _atomic_text(json.dumps(config, indent=2) + "\n", out / "config.json")
+    atomic_write_json(out / "config.json", config)
 
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start * steps_per_epoch, disable=not progress,
                desc=f"cells {cfg.method}", unit="step")
@@ -241,7 +231,7 @@ def run_search(cfg: CellSearchConfig, out_dir: str | Path, progress: bool = True
             "config": config, "epoch": epoch + 1, "net": net.state_dict(), "w_optimizer": w_opt.state_dict(),
             "scheduler": sched.state_dict(), "method": method.state_dict(), "history": history, "seconds": seconds,
         }, ckpt_path)
-        _atomic_text(json.dumps(history, indent=2) + "\n", out / "history.json")
+        atomic_write_json(out / "history.json", history)
     bar.close()
 
     genotype = method.genotype()

@@ -16,11 +16,12 @@ JSON form::
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from deploy.fileio import atomic_write_text
 
 from hwnas.cells.darts_space import NUM_INPUTS, PRIMITIVES
 from hwnas.errors import ArchError
@@ -113,12 +114,7 @@ class Genotype:
         return cls.from_dict(d)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, self.to_json() + "\n")
 
     def __str__(self) -> str:
         def cell(nodes):

@@ -16,12 +16,12 @@ only; files already written are kept, so an interrupted run resumes.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from deploy.fileio import atomic_path, atomic_write_json, check_identity
 from hwnas.errors import DataError
 
 # photographs with texture; grayscale ones are tinted with a random colour when used
@@ -148,9 +148,8 @@ def make_sample(seed: int, index: int, size: int = 128, split: str = "train") ->
 def _write_png(arr: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(arr).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path, durable=False) as tmp:  # regenerable: a power loss may cost a rerun, not a kill
+        Image.fromarray(arr).save(tmp, format="PNG")
 
 
 def _write_one(job: tuple[Path, str, int, int, int]) -> None:
@@ -171,15 +170,15 @@ def _check_meta(out: Path, seed: int, size: int, val_fraction: float) -> None:
     meta = {"generator": "hwnas data synth", "version": 2, "seed": seed, "size": size, "val_fraction": val_fraction}
     path = out / "synth.json"
     if path.exists():
-        old = json.loads(path.read_text())
-        diff = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v and k != "n"}
-        if diff:
-            raise DataError(f"{out} holds a synthetic set made with other settings "
-                            f"({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); use another --out")
+        try:
+            old = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise DataError(f"{path} is not the JSON hwnas data synth writes; use another --out") from None
+        if not isinstance(old, dict):
+            raise DataError(f"{path} is not the JSON hwnas data synth writes; use another --out")
+        check_identity({k: old.get(k) for k in meta}, meta, f"{out} (a synthetic set)")
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, meta)
 
 
 def write_synthetic(out: str | Path, n: int, seed: int = 0, size: int = 128, val_fraction: float = 0.2,
