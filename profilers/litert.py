@@ -28,6 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from deploy.fileio import first_line
 from profilers.base import Profiler, Shape
 from profilers.errors import ProfilerError
 from profilers.stats import Measurement, time_callable
@@ -204,7 +205,7 @@ class LiteRT(Profiler):
         try:
             it = interpreter(path, self.threads)
         except Exception as e:  # the interpreter raises ValueError/RuntimeError for bad files
-            raise ProfilerError(f"{self.name}: cannot load {path}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+            raise ProfilerError(f"{self.name}: cannot load {path}: {first_line(e)}") from None
         details = it.get_input_details()
         if len(details) != len(input_shapes):
             raise ProfilerError(f"{self.name}: {path} has {len(details)} inputs, {len(input_shapes)} shapes given")
