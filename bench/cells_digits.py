@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+
+from deploy.fileio import atomic_write_json
 
 METHODS = ["darts", "dots", "eoinas", "msdarts"]
 
@@ -57,10 +58,7 @@ def _train_job(name: str, genotype: dict, train_seed: int, a: dict, work: str) -
                       seed=train_seed, device=a["device"])
     r = train_genotype(Genotype.from_dict(genotype), data, cfg)
     r["name"] = name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(r, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(path, r)
     return r
 
 
@@ -167,10 +165,7 @@ def main(argv=None) -> int:
     if args.kendall:
         result["kendall"] = _kendall(work, dots0, args.kendall_node, acc, args.seeds[0])
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_json(out, result)
 
     print(f"| method | test acc (mean ± std over {len(args.seeds)} search seeds) | − random mean | seeds > random | search s |")
     print("|---|---|---|---|---|")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deploy.fileio import file_digest
 from hwnas.search.evolution import atomic_write_text  # noqa: E402
 from hwnas.search.sampling import LatencyGroupSampler, group_edges, group_of, uniform_population  # noqa: E402
 from hwnas.space import create  # noqa: E402
@@ -65,10 +66,10 @@ def main() -> int:
 
     space = create(args.space)
     if args.lut:
-        from hwnas.search.fitness import LutLatency, file_digest
+        from hwnas.search.fitness import LutLatency
 
         latency = LutLatency.from_file(args.lut, space)
-        source = {"kind": "lut", "path": args.lut, "sha256": file_digest(args.lut), "backend": latency.table.backend,
+        source = {"kind": "lut", "path": args.lut, "sha256": file_digest(args.lut)[:16], "backend": latency.table.backend,
                   "calibrated": bool(latency.table.calibration)}
         resolutions = latency.resolutions
     else:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deploy.fileio import file_digest
 from hwnas.search.evolution import SearchConfig, atomic_write_text, latency_range, normalized_hypervolume, search  # noqa: E402
 from hwnas.search.pareto import pareto_front  # noqa: E402
 from hwnas.space import create  # noqa: E402
@@ -51,10 +52,10 @@ def main() -> int:
 
     space = create(args.space)
     if args.lut:
-        from hwnas.search.fitness import LutLatency, file_digest
+        from hwnas.search.fitness import LutLatency
 
         latency = LutLatency.from_file(args.lut, space)
-        lat_source = {"kind": "lut", "path": args.lut, "sha256": file_digest(args.lut)}
+        lat_source = {"kind": "lut", "path": args.lut, "sha256": file_digest(args.lut)[:16]}
         res = args.resolution or latency.resolutions[0]
     else:
         from hwnas.search.synthetic import MacsLatencyModel
@@ -66,14 +67,14 @@ def main() -> int:
     if args.supernet:
         if not (args.data and args.calib):
             ap.error("--supernet needs --data and --calib")
-        from hwnas.search.fitness import PoolFitness, file_digest, load_fitness
+        from hwnas.search.fitness import PoolFitness, load_fitness
 
         kw = dict(supernet=args.supernet, space=space, val_dir=args.data, calib_dir=args.calib, resolution=res,
                   val_images=args.val_images, calib_batches=args.calib_batches)
         fitness_for = (lambda seed: pool) if args.workers > 1 else (lambda seed, f=load_fitness(**kw): f)
         if args.workers > 1:
             pool = PoolFitness(args.workers, **kw)
-        fit_source = {"kind": "supernet max_f", "supernet": args.supernet, "sha256": file_digest(args.supernet),
+        fit_source = {"kind": "supernet max_f", "supernet": args.supernet, "sha256": file_digest(args.supernet)[:16],
                       "data": args.data, "val_images": args.val_images, "calib_batches": args.calib_batches}
     else:
         from hwnas.search.synthetic import SyntheticFitness

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.fileio import Journal
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,8 +60,7 @@ def main() -> int:
     vdir = Path(args.validation)
     report = json.loads((vdir / "report.json").read_text())
     model_windows: dict[str, list[np.ndarray]] = {}
-    for line in (vdir / "measured.jsonl").read_text().splitlines():
-        obj = json.loads(line)
+    for obj in Journal(vdir / "measured.jsonl", None, required=("name", "measurement")).read():  # header or not
         model_windows.setdefault(obj["name"], []).append(np.asarray(obj["measurement"]["samples_ms"], dtype=float))
     space = create(table.space["name"])
     names = [m["name"] for m in report["models"]]

@@ -21,7 +21,6 @@ the primary figure. ORT thread spinning is disabled (the CPU is shared; spinning
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -33,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from deploy.fileio import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reparam_speedup.json"
 
@@ -224,12 +225,7 @@ def main(argv=None) -> int:
         "results": rows,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_json = tempfile.mkstemp(prefix=".reparam-", suffix=".tmp", dir=out.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=1)
-    os.chmod(tmp_json, 0o644)
-    os.replace(tmp_json, out)
+    atomic_write_json(out, result, indent=1)
 
     print(f"\n{space.name} @ {args.resolution}px on {cpu_model()} (load {load_before[0]:.2f} → {os.getloadavg()[0]:.2f})")
     print(f"{'model':8s} {'runtime':12s} {'thr':>3s} {'train_ms':>9s} {'deploy_ms':>9s} {'speedup':>8s}")

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from deploy.fileio import atomic_write_json
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -95,9 +97,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(out.read_text()) if out.exists() else {}
     existing[args.device] = {"env": env, "results": rows}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(existing, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_json(out, existing)
     return 0
 
 

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from deploy.fileio import atomic_write_json
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -112,9 +114,7 @@ def main() -> int:
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "curve.png", results.with_name("train_tiny_curve.png"))
-    tmp = results.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, results)
+    atomic_write_json(results, result)
     print(json.dumps({k: result[k] for k in ("ft_baseline_val", "untrained_largest_val", "largest_val",
                                              "smallest_val", "acceptance", "train_command_wall_s")}, indent=2))
     return 0
