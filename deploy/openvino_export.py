@@ -59,7 +59,7 @@ def export_openvino(model: "torch.nn.Module", example_inputs: tuple, path, preci
     except ExportError:
         raise
     except Exception as e:  # the frontend raises many types; name the stage and cause
-        raise ExportError(f"openvino: {stage} failed: {first_line(e, with_type=True)}") from e
+        raise ExportError(f"openvino: {stage} failed: {openvino_error_line(e)}") from e
     finally:
         model.train(was_training)
     if len(converted.inputs) != len(example_inputs):
@@ -71,9 +71,19 @@ def export_openvino(model: "torch.nn.Module", example_inputs: tuple, path, preci
         except Exception as e:
             if isinstance(e, OSError):
                 raise
-            raise ExportError(f"openvino: openvino.save_model failed: {first_line(e, with_type=True)}") from e
+            raise ExportError(f"openvino: openvino.save_model failed: {openvino_error_line(e)}") from e
         os.replace(staged_xml.with_suffix(".bin"), staged_bin)  # committed first (inner context)
     return path
+
+
+def openvino_error_line(exc: BaseException) -> str:
+    """The cause in an OpenVINO exception text: its first lines only name C++ source locations
+    (``Exception from src/inference/src/cpp/core.cpp:84:``); the first other line says what failed."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line and not line.startswith("Exception from "):
+            return line
+    return first_line(exc, with_type=True)
 
 
 # ------------------------------------------------------------------------------ runtime and registration

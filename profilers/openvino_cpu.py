@@ -118,8 +118,9 @@ class OpenVINOCPU(Profiler):
         except ProfilerError:
             raise
         except Exception as e:  # the runtime raises RuntimeError for unreadable or unsupported IRs
-            text = str(e).strip().splitlines()
-            raise ProfilerError(f"{self.name}: cannot load {path}: {text[0] if text else type(e).__name__}") from None
+            from deploy.openvino_export import openvino_error_line
+
+            raise ProfilerError(f"{self.name}: cannot load {path}: {openvino_error_line(e)}") from None
         self.compiled_properties = {k: str(compiled.get_property(k)) for k in self.config()}
         got_threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
         if got_threads != self.threads:
