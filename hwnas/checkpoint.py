@@ -59,10 +59,12 @@ def torch_load_safely(path: str | Path, map_location: str | torch.device = "cpu"
     except Exception as e:  # noqa: BLE001 — any unpickling failure means "not a readable checkpoint"
         text = str(e)
         unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if unsafe or "Weights only load failed" in text:
-            detail = f" (it references {unsafe.group(1)})" if unsafe else ""
+        if unsafe:
             raise CheckpointError(f"{path}: refused: the {what} holds Python objects other than tensors and plain "
-                                  f"data{detail}; hwnas loads only weights-only files and never runs code from one") from None
+                                  f"data (it references {unsafe.group(1)}); hwnas loads only weights-only files and "
+                                  "never runs code from one") from None
+        if "Weights only load failed" in text:  # no pickle torch.save wrote (text, another format)
+            raise CheckpointError(f"{path}: not a readable {what} (not a file written by torch.save)") from None
         first = first_line(e)
         raise CheckpointError(f"{path}: not a readable {what} ({first[:200]})") from None
 

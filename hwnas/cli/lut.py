@@ -172,6 +172,10 @@ def _build(args) -> int:
     res = _resolutions(args.resolutions, space)
     prof = make_profiler(args, BUILD_PROTOCOL, **_exporter_options(args.backend, args.exporter))
     blocks = space.all_blocks(res)
+    if Path(args.out).is_dir():
+        from lut.errors import LUTError
+
+        raise LUTError(f"--out {args.out} is a directory; give the table's .parquet path")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before any work
     print(f"{space.name}@{space.hash}: {len(blocks)} distinct blocks at {res} on {args.backend}"
           f"{' via ' + args.host if args.host else ''}, {args.threads} thread(s)", file=sys.stderr)
