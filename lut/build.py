@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import random
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,6 +27,12 @@ from lut.table import COLUMNS, LatencyTable, compatibility_problem
 def journal_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.name + ".journal.jsonl")
+
+
+def artifacts_path(out: str | Path) -> Path:
+    """Where a build keeps its exported blocks until the table is written (``<out>.artifacts/``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".artifacts")
 
 
 def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = None) -> dict:
@@ -201,12 +208,13 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
                 meter.adopt(prior)
             meta["latency_model"] = meter.describe()
             desc = f"lut {space.get('name')} on {meta['backend']['name']}" + (f", {rounds} rounds" if rounds > 1 else "")
+            # exported once, ahead of all timing, measured in every round; kept beside the output until
+            # the table is written, so a resumed build does not export again
+            artifacts = meter.export_ahead([unique[k] for k in dict.fromkeys(k for _, k in todo)],
+                                           artifacts_path(out), progress=progress)
             bar = tqdm(todo, desc=desc, unit="block", disable=not progress, total=len(todo))
-            artifacts = {}
             for rnd, key in bar:
                 block = unique[key]
-                if key not in artifacts:  # exported once, measured in every round
-                    artifacts[key] = meter.export(block)
                 m, extra = meter.measure(block, artifacts[key], window=rnd)
                 row = dict(_row(block, m), **extra)
                 journal.append({"row": row, "round": rnd})
@@ -216,9 +224,7 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
                     finished[key] = _pooled_row([by_round[key][i] for i in sorted(by_round[key])], iqr)
                     if on_row:
                         on_row(finished[key])
-                    for path in (artifacts[key].isolated, artifacts.pop(key).context):
-                        if path is not None:
-                            path.unlink(missing_ok=True)
+                    shutil.rmtree(artifacts.pop(key).isolated.parent, ignore_errors=True)
     elif header is not None and header.get("latency_model"):
         meta["latency_model"] = header["latency_model"]
 
@@ -229,6 +235,7 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
     if all(k in finished for k in unique):
         table.write(out)
         jpath.unlink(missing_ok=True)
+        shutil.rmtree(artifacts_path(out), ignore_errors=True)
     return table
 
 

@@ -23,6 +23,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from lut.blocks import BlockSpec
 from lut.context import attribute, in_context
@@ -37,6 +38,31 @@ def latency_model_kind(profiler) -> dict:
     profiled = interleaved and bool(getattr(profiler, "has_node_profile", False))
     return {"version": 1, "reference": REFERENCE_NAME if interleaved else None,
             "context": "node-profile" if profiled else "call-overhead"}
+
+
+def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) -> None:
+    """Export a block (and its context graph) into ``folder``, atomically: a temporary folder renamed
+    into place, so a killed export leaves nothing that looks complete."""
+    import os
+    import shutil
+    import tempfile
+
+    from lut.errors import LUTError
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        suffix = profiler.artifact_suffix
+        try:
+            profiler.export(block.build(), block.example_inputs(), tmp / f"block{suffix}")
+            if with_context:
+                profiler.export(*in_context(block), tmp / f"context{suffix}")
+        except OSError:  # disk full, permission: the CLI names the path and the cause
+            raise
+        except Exception as e:  # exporters raise many types; name the block
+            raise LUTError(f"exporting block {block.key!r} failed: {type(e).__name__}: {str(e).strip()[:300]}") from None
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass
@@ -83,10 +109,51 @@ class BlockMeter:
         self._n += 1
         return Path(self.profiler.export(module, tuple(inputs), self.workdir / f"{stem}{self._n}{self.profiler.artifact_suffix}"))
 
-    def export(self, block: BlockSpec) -> BlockArtifacts:
-        isolated = self._export(block.build(), block.example_inputs(), "block")
-        context = self._export(*in_context(block), "context") if self.node_profiles else None
-        return BlockArtifacts(isolated, context)
+    def export_ahead(self, blocks: Sequence[BlockSpec], cache_dir: Path, progress: bool = True,
+                     workers: int | None = None) -> dict[str, BlockArtifacts]:
+        """Export every block before any timing, in worker processes, into ``cache_dir`` (one folder
+        per block key, renamed into place when complete, so a killed build keeps what it exported
+        and a resumed one reuses it). ExecuTorch and LiteRT take seconds per block: exported one
+        by one between timings they dominated a build; in a pool they run on every core while
+        nothing is timed. Falls back to this process where the profiler or a block cannot be sent
+        to a worker (an ssh connection, a block built by a lambda)."""
+        import hashlib
+        import os
+        import pickle
+
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        jobs = {}
+        for b in blocks:
+            folder = cache_dir / hashlib.sha1(b.key.encode()).hexdigest()[:20]
+            jobs[b.key] = (b, folder)
+        missing = [(b, f) for b, f in jobs.values() if not f.is_dir()]
+        workers = workers or min(os.cpu_count() or 1, 4)
+        try:
+            pickle.dumps((self.profiler, [b for b, _ in missing[:3]]))
+            can_pool = workers > 1 and len(missing) >= 8
+        except (pickle.PicklingError, TypeError, AttributeError):
+            can_pool = False
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(missing), desc="exporting blocks", unit="block", disable=not progress or not missing)
+        if can_pool:
+            import concurrent.futures as cf
+            import multiprocessing
+
+            with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(_export_block, self.profiler, b, f, self.node_profiles) for b, f in missing]
+                for fut in cf.as_completed(futures):
+                    fut.result()  # a failed export raises here, naming the block
+                    bar.update()
+        else:
+            for b, f in missing:
+                _export_block(self.profiler, b, f, self.node_profiles)
+                bar.update()
+        bar.close()
+        suffix = self.profiler.artifact_suffix
+        return {k: BlockArtifacts(f / f"block{suffix}", (f / f"context{suffix}") if self.node_profiles else None)
+                for k, (b, f) in jobs.items()}
 
     def measure(self, block: BlockSpec, arts: BlockArtifacts, window: int = 0):
         """(isolated Measurement, extra row fields) of one window."""
