@@ -90,7 +90,7 @@ def test_cli_refuses_resume_with_other_settings(assets, tmp_path, capsys):
     assert main(_argv(assets, out, *small)) == 0
     capsys.readouterr()
     assert main(_argv(assets, out, *small, "--metric", "mae")) == 2
-    assert "different settings (fingerprint.metric: 'max_f' -> 'mae')" in capsys.readouterr().err
+    assert "other settings (fingerprint.metric: 'max_f' vs 'mae'; found vs this command's)" in capsys.readouterr().err
 
 
 def test_cli_help_lists_the_options():

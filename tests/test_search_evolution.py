@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.fileio import IdentityError
 from hwnas.arch import Arch, load_arch
 from hwnas.search.errors import SearchError
 from hwnas.search.evolution import CACHE_FILE, STATE_FILE, SearchConfig, latency_range, normalized_hypervolume, search
@@ -124,14 +125,14 @@ def test_outputs_population_csv_pareto_json_and_plot(tiny_space, tmp_path):
 
 def test_resume_refuses_other_settings(tiny_space, tmp_path):
     run(tiny_space, out_dir=tmp_path, iterations=1)
-    with pytest.raises(SearchError, match=r"different settings \(config.seed: 0 -> 1\)"):
+    with pytest.raises(IdentityError, match=r"search checkpoint .* other settings \(config.seed: 0 vs 1; found vs this command's\)"):
         run(tiny_space, out_dir=tmp_path, iterations=1, seed=1)
     # more iterations is an extension, not a different search
     res, fit = run(tiny_space, out_dir=tmp_path, iterations=2)
     assert [h["iteration"] for h in res.history] == [0, 1, 2] and fit.calls == 18
     # killed before the first checkpoint: the evaluation journal alone still guards its settings
     (tmp_path / STATE_FILE).unlink()
-    with pytest.raises(SearchError, match=r"fitness_cache.jsonl was written by a search with different settings \(config.seed: 0 -> 1\)"):
+    with pytest.raises(IdentityError, match=r"fitness_cache.jsonl was written with other settings \(config.seed: 0 vs 1; found"):
         run(tiny_space, out_dir=tmp_path, iterations=1, seed=1)
     res, fit = run(tiny_space, out_dir=tmp_path, iterations=2)
     assert fit.calls == 0 and len(res.candidates) == 96  # everything replayed from the journal
@@ -198,3 +199,23 @@ def test_kill_9_and_resume_at_last_finished_iteration(tiny_space, tmp_path):
     assert resumed.fitness_calls == len(fresh.candidates) - len(cached) > 0
     assert [h["iteration"] for h in resumed.history] == list(range(7))
     assert resumed.history[: state["iteration_done"] + 1] == state["history"]
+
+
+def test_journal_one_writer_and_damaged_line_reevaluated(tiny_space, tmp_path, capsys):
+    from deploy.fileio import Journal, JournalLockedError
+
+    res, _ = run(tiny_space, out_dir=tmp_path, iterations=0)
+    (tmp_path / STATE_FILE).unlink()  # as if killed before the first checkpoint
+    journal = tmp_path / CACHE_FILE
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])  # the last row cut by a kill
+    holder = Journal(journal, None).lock()  # another search writing into the same --out
+    try:
+        with pytest.raises(JournalLockedError):
+            run(tiny_space, out_dir=tmp_path, iterations=0)
+    finally:
+        holder.close()
+    again, fit = run(tiny_space, out_dir=tmp_path, iterations=0)
+    assert fit.calls == 1  # only the damaged row is evaluated again
+    assert "line 61 is damaged (cut off by a kill" in capsys.readouterr().err
+    assert [(c.arch, c.fitness) for c in again.candidates] == [(c.arch, c.fitness) for c in res.candidates]

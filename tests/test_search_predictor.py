@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwnas.arch import Arch
+from deploy.fileio import IdentityError
 from hwnas.search.errors import SearchError
 from hwnas.search.evolution import CACHE_FILE, STATE_FILE, SearchConfig, latency_range, search
 from hwnas.search.predictor import ArchEncoder, kendall_tau, make_predictor
@@ -92,7 +92,7 @@ def test_predictor_is_part_of_the_run_identity(tiny_space, tmp_path):
     search(tiny_space, lat, SyntheticFitness(tiny_space, RES), cfg(iterations=1), out_dir=tmp_path, progress=False)
     identity = json.loads((tmp_path / STATE_FILE).read_text())["identity"]["config"]
     assert identity["predictor"] == "ridge" and identity["screen_factor"] == 5 and identity["explore"] == 0.2
-    with pytest.raises(SearchError, match=r"config.predictor: 'ridge' -> 'gbt'"):
+    with pytest.raises(IdentityError, match=r"config.predictor: 'ridge' vs 'gbt'"):
         search(tiny_space, lat, SyntheticFitness(tiny_space, RES), cfg(iterations=1, predictor="gbt"), out_dir=tmp_path, progress=False)
 
 

@@ -30,7 +30,8 @@ share drawn at random (:meth:`EvolutionSearch._screen`). The number of true eval
      public code). The result is the Pareto front of every evaluated architecture.
 
 Resumable after kill -9: the fitness cache is appended to ``fitness_cache.jsonl`` as each
-candidate is evaluated, and ``search_state.json`` (population + cache + history) is replaced
+candidate is evaluated (a ``deploy.fileio.Journal``: identity header, one writer at a time, a line cut
+by the kill skipped with a warning and evaluated again), and ``search_state.json`` (population + cache + history) is replaced
 atomically after every finished iteration. A restart reloads the last finished iteration and
 replays the unfinished one with the same random stream (each iteration's generator is seeded by
 ``(seed, iteration)``), so candidates already evaluated are taken from the cache, not recomputed.
@@ -137,7 +138,7 @@ def normalized_hypervolume(cands: list[Candidate], lat_min_ms: float, lat_max_ms
     return hypervolume_2d(pts, (1.0, fitness_ref))
 
 
-from hwnas.fileio import atomic_write_text  # noqa: E402  (re-exported: search.report and bench use it from here)
+from deploy.fileio import Journal, atomic_write_text, check_identity  # noqa: E402  (atomic_write_text: bench uses it from here)
 
 
 def latency_range(space: SearchSpace, latency_ms: Callable[[Arch], float], resolution: int, max_latency_ms: float | None = None) -> tuple[float, float]:
@@ -191,7 +192,7 @@ class EvolutionSearch:
         self.history: list[dict[str, Any]] = []
         self.iteration_done = -1  # -1: initial population not finished
         self.fitness_calls = 0
-        self._cache_file = None
+        self._journal: Journal | None = None
         self._encoder = ArchEncoder(self.genome, self.lat_min, self.lat_max)
         self._encodings: dict[str, object] = {}
 
@@ -215,37 +216,18 @@ class EvolutionSearch:
                 raise SearchError(f"cannot read search checkpoint {state_path}: {e}") from None
             if state.get("version") != STATE_VERSION:
                 raise SearchError(f"search checkpoint {state_path} has version {state.get('version')}, expected {STATE_VERSION}")
-            mine = self._identity()
-            theirs = state.get("identity", {})
-            if theirs != mine:
-                diff = _diff_keys(theirs, mine)
-                raise SearchError(
-                    f"{self.out_dir} holds a search with different settings ({', '.join(diff)}); "
-                    "use another --out directory or the same settings to resume"
-                )
+            check_identity(state.get("identity", {}), self._identity(), f"search checkpoint {state_path}")
             self.cache = {c["arch"]: Candidate(**c) for c in state["cache"]}
             self.population = list(state["population"])
             self.history = list(state["history"])
             self.iteration_done = int(state["iteration_done"])
-        cache_path = self.out_dir / CACHE_FILE
-        if cache_path.is_file():
-            with open(cache_path) as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut by a kill
-                    if not isinstance(rec, dict):
-                        continue
-                    if "identity" in rec:  # the header: the journal must belong to these settings
-                        if rec["identity"] != self._identity():
-                            raise SearchError(
-                                f"{cache_path} was written by a search with different settings "
-                                f"({', '.join(_diff_keys(rec['identity'], self._identity()))}); use another --out directory"
-                            )
-                        continue
-                    if rec.get("arch") not in self.cache and {"arch", "latency_ms", "fitness"} <= rec.keys():
-                        self.pending[rec["arch"]] = (float(rec["latency_ms"]), float(rec["fitness"]))
+        # the evaluation journal: one identity header, one writer (pid lock), damaged lines skipped
+        self._journal = Journal(self.out_dir / CACHE_FILE, self._identity(), what=f"search journal {self.out_dir / CACHE_FILE}",
+                                header_key="identity", required=("arch", "latency_ms", "fitness"),
+                                lost="one evaluated candidate (it is evaluated again)").open()
+        for rec in self._journal.rows:
+            if rec["arch"] not in self.cache:
+                self.pending[rec["arch"]] = (float(rec["latency_ms"]), float(rec["fitness"]))
 
     def _save(self) -> None:
         if self.out_dir is None:
@@ -263,16 +245,8 @@ class EvolutionSearch:
         atomic_write_text(self.out_dir / STATE_FILE, json.dumps(state))
 
     def _append_cache(self, cand: Candidate) -> None:
-        if self.out_dir is None:
-            return
-        if self._cache_file is None:
-            path = self.out_dir / CACHE_FILE
-            fresh = not path.is_file() or path.stat().st_size == 0
-            self._cache_file = open(path, "a")
-            if fresh:
-                self._cache_file.write(json.dumps({"identity": self._identity()}) + "\n")
-        self._cache_file.write(json.dumps(asdict(cand)) + "\n")
-        self._cache_file.flush()
+        if self._journal is not None:
+            self._journal.append(asdict(cand))
 
     # ---------------------------------------------------------------------------- evaluation
     def _fitness_values(self, archs: list[Arch]):
@@ -506,9 +480,9 @@ class EvolutionSearch:
                 self._record(it, time.perf_counter() - t0, predicted, predictions)
                 self._save()
         finally:
-            if self._cache_file is not None:
-                self._cache_file.close()
-                self._cache_file = None
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
         return self.result()
 
     def result(self) -> SearchResult:
@@ -518,15 +492,6 @@ class EvolutionSearch:
         predicted = sum(h.get("predicted", 0) for h in self.history)
         return SearchResult(self.config, self.lat_min, self.lat_max, cands, list(self.population), front, list(self.history),
                             list(self.edges), self.fitness_calls, predicted)
-
-
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
 
 def search(

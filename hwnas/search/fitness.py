@@ -12,11 +12,11 @@ forward passes become a small, stated number (see the CLI defaults).
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 from typing import Any
 
+from deploy.fileio import file_digest  # noqa: F401  (what a resumed search checks its supernet / LUT against)
 from hwnas.arch import Arch
 from hwnas.errors import DataError
 from hwnas.search.errors import SearchError
@@ -192,20 +192,6 @@ class LutLatency:
         table = LatencyTable.read(path)
         table.check_compatible(space_hash=space.hash)
         return cls(table, space, calibrated)
-
-
-def file_digest(path: str | Path, limit_bytes: int = 1 << 30) -> str:
-    """sha256 (16 hex) of a file: what a resumed search checks its supernet / LUT against."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        remaining = limit_bytes
-        while remaining > 0:
-            chunk = f.read(min(1 << 20, remaining))
-            if not chunk:
-                break
-            h.update(chunk)
-            remaining -= len(chunk)
-    return h.hexdigest()[:16]
 
 
 def describe(**items: Any) -> dict[str, Any]:

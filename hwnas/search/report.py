@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from hwnas.arch import Arch
-from hwnas.search.evolution import Candidate, SearchResult, atomic_write_text
+from deploy.fileio import atomic_path, atomic_write_text
+from hwnas.search.evolution import Candidate, SearchResult
 from hwnas.search.sampling import group_of
 
 
@@ -120,8 +120,7 @@ def plot_pareto(result: SearchResult, path: str | Path, metric_label: str = "max
     ax.set_title(f"{result.config.sampler.upper()} evolutionary search: {len(result.candidates)} evaluated")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path, durable=False) as tmp:  # regenerable from population.csv
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
