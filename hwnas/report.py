@@ -156,6 +156,15 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
                 lines.append(f"| {name} | {v['n']} | {v['mape_pct']:.2f} | {v['within_5_pct']:.0f} % | "
                              f"{v['within_10_pct']:.0f} % | {v['kendall_tau']:.3f} |")
         lines += ["", f"![LUT predicted vs measured]({_rel(out / 'lut' / 'validation' / 'scatter.png', out)})"]
+    searches = {name: _read_json(out / f"search-{name}" / "search.json") for name in ("lgs", "uniform")}
+    if any(searches.values()):
+        lines += ["", "## Searches", "", "| search | predictor | candidates predicted | candidates evaluated | Pareto front |",
+                  "|---|---|---|---|---|"]
+        for name, s in searches.items():
+            if s:
+                predictor = s["config"].get("predictor", "none")
+                lines.append(f"| {name} | {predictor} | {s.get('predicted', 0) if predictor != 'none' else '—'} | "
+                             f"{s['evaluated']} | {s['front_size']} |")
     lines += ["", "## Plots", ""]
     if (out / "supernet" / "curve.png").is_file():
         lines += ["Supernet training curve:", "", "![training curve](supernet/curve.png)", ""]
