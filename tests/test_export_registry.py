@@ -116,11 +116,13 @@ def test_registry_refuses_clashes_and_missing_toolchain_names_the_extra(tmp_path
         get("missing")
 
 
-def test_cli_lists_every_registered_format():
+def test_cli_typo_lists_every_registered_format(toy, capsys):
     from deploy.formats import names
-    from hwnas.cli.export import FORMAT_NAMES
+    from hwnas.cli import main
 
-    assert list(FORMAT_NAMES) == names()
+    assert main(["export", "--space", "inas-tiny", "--arch", "smallest", "--formats", "zzz", "--out", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert f"(allowed: {', '.join(names())})" in err and "toy" in err
 
 
 def test_every_exporter_lives_in_deploy():

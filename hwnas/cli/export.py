@@ -6,11 +6,6 @@ import sys
 from hwnas.cli.argtypes import non_negative_int, positive_int
 
 
-# the registered formats (deploy.formats), named here so `hwnas --help` need not import the exporters;
-# tests/test_export_registry.py checks this list against the registry
-FORMAT_NAMES = ("onnx", "executorch", "coreml", "tensorrt", "openvino", "tflite")
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "export", help="export an architecture (deploy form) to ONNX / ExecuTorch / Core ML / TensorRT / OpenVINO / "
@@ -27,7 +22,8 @@ def register(sub) -> None:
                    help="image folder to recalibrate the subnet's BN statistics on before export (with --supernet)")
     p.add_argument("--calib-batches", type=positive_int, default=20, help="batches for BN recalibration (default 20)")
     p.add_argument("--formats", default=None,
-                   help=f"comma-separated formats or aliases (default: all): {', '.join(FORMAT_NAMES)}")
+                   help="comma-separated format names or aliases (default: every registered format, see "
+                        "deploy/formats.py: onnx, executorch, coreml, tensorrt, openvino, tflite, …)")
     p.add_argument("--out", required=True, help="output directory (artifacts + manifest.json)")
     p.add_argument("--precision", default=None, metavar="FORMAT=PREC[,...]",
                    help="per-format precision, e.g. tensorrt=fp16,coreml=fp16 (default fp32 everywhere; "
