@@ -103,7 +103,7 @@ def export(model: nn.Module, example_inputs: tuple, formats, out_dir, meta: dict
 
 def _export_one(fmt, model, example_inputs, out_dir: Path, precision: str, reference, inputs,
                 tolerance: float | None, default_tolerance: float) -> FormatResult:
-    from deploy.fileio import file_digest, path_size
+    from deploy.fileio import file_digest, path_size, writing_to
     from deploy.parity import FAILED as P_FAILED, SKIPPED, Parity
 
     target = out_dir / fmt.file
@@ -112,7 +112,8 @@ def _export_one(fmt, model, example_inputs, out_dir: Path, precision: str, refer
     result = FormatResult(fmt.name, FAILED, details={"precision": precision})
     start = time.perf_counter()
     try:
-        details = fmt.export(model, example_inputs, target, precision=precision, out_dir=out_dir)
+        with writing_to(target):  # a full disk names the artifact, whatever the toolchain said
+            details = fmt.export(model, example_inputs, target, precision=precision, out_dir=out_dir)
         result.details.update(details or {})
         missing = [f for f in fmt.files if not (out_dir / f).exists()]
         if missing:

@@ -7,6 +7,8 @@ instead of writing their own version of any of these:
   ``atomic_path(path)`` (yields a temporary path beside ``path``, renamed over it on success; for
   writers that want a file name: ``torch.save``, pyarrow, exporters; directories work too). A killed
   or failed write leaves the old file or the new one, never half of one.
+- ``writing_to(path)``: a context manager whose errors name ``path`` (a full disk reported by a
+  toolchain in its own words becomes ``OSError(ENOSPC)``), for writers that stage files themselves.
 - ``file_digest(path)``: sha256 hex of a file or a directory tree; ``path_size(path)``.
 - ``first_line(exc)``: an exception's text as one line (never an ``IndexError`` on an empty message).
 - ``check_identity(found, expected, what)``: refuse to resume work written with other settings,
@@ -68,6 +70,14 @@ def _with_path(exc: OSError, path: Path) -> OSError:
     return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
+def _raise_named(exc: OSError, path: Path):
+    """Re-raise ``exc`` (from an ``except`` block) with ``path`` as its file name when it has none."""
+    named = _with_path(exc, path)
+    if named is exc:
+        raise exc
+    raise named from exc
+
+
 def _disk_full(directory: Path) -> bool:
     """True when the file system holding ``directory`` has no space left for an ordinary user."""
     try:
@@ -75,6 +85,23 @@ def _disk_full(directory: Path) -> bool:
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+@contextlib.contextmanager
+def writing_to(path: str | Path) -> Iterator[None]:
+    """Errors of a block that writes ``path`` (or files beside it) name ``path``: an ``OSError``
+    without a file name gets it, and any other error raised while the disk is full becomes
+    ``OSError(ENOSPC)`` (toolchains report a full disk in their own words, e.g. torch's
+    "unexpected pos"), so the CLI can say "disk full" and where."""
+    path = Path(path)
+    try:
+        yield
+    except OSError as e:
+        _raise_named(e, path)
+    except Exception as e:
+        if _disk_full(path.parent if path.parent.exists() else Path(".")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+        raise
 
 
 # ----------------------------------------------------------------------------------- atomic writes
@@ -119,14 +146,8 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     staged = stage / path.name
     try:
-        try:
+        with writing_to(path):
             yield staged
-        except OSError as e:
-            raise _with_path(e, path) from e
-        except Exception as e:
-            if _disk_full(path.parent):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
-            raise
         if not staged.exists():
             raise FileNotFoundError(errno.ENOENT, "the writer did not create the staged file", str(staged))
         try:
@@ -142,7 +163,7 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
             if durable:
                 _fsync_dir(path.parent)
         except OSError as e:
-            raise _with_path(e, path) from e
+            _raise_named(e, path)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -283,7 +304,7 @@ class _Lock:
             os.fsync(fd)
         except OSError as e:
             os.close(fd)
-            raise _with_path(e, self.path) from e
+            _raise_named(e, self.path)
         self.fd = fd
 
     @staticmethod
@@ -472,7 +493,7 @@ class Journal:
                 view = view[os.write(self._fd, view):]
             os.fsync(self._fd)
         except OSError as e:
-            raise _with_path(e, self.path) from e
+            _raise_named(e, self.path)
 
     def close(self) -> None:
         self._writable = False
