@@ -396,6 +396,17 @@ def test_bad_invocation_in_a_real_process(F, kind, template, pattern):
     assert ok, detail
 
 
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`hwnas space sample ... | head -1`: no traceback, no error line; exit 141 like shell tools."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    p = subprocess.Popen([sys.executable, "-m", "hwnas", "space", "sample", "inas-tiny", "--n", "20000", "--format", "string"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout.readline().startswith(b"r")
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == "", err
+
+
 def test_read_only_and_permission_errors_name_the_path(tmp_path, capsys):
     """A folder the user may not write: one line naming the path (root writes anywhere: skipped)."""
     if os.geteuid() == 0:

@@ -91,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         print(f"hwnas {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`hwnas ... | head`): stop quietly, as shell tools do
+        try:
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141  # 128 + SIGPIPE
     except OSError as e:  # the machine refused a read or write: name the path and the cause
         print(f"hwnas {args.command}: error: {_os_error_line(e)}", file=sys.stderr)
         return 2
