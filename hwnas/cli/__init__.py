@@ -59,6 +59,24 @@ def _os_error_line(e: OSError) -> str:
     return f"{' -> '.join(paths)}: {cause}" if paths else cause
 
 
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reader has closed it; stdout then points at /dev/null, so
+    the interpreter's last flush does not fail a second time."""
+    import os
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        gone = any(ev & select.POLLERR for _, ev in poller.poll(0))
+        if gone:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        return gone
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured output)
+        return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hwnas",
@@ -91,15 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         print(f"hwnas {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # the reader went away (`hwnas ... | head`): stop quietly, as shell tools do
-        try:
-            import os
-
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        except (OSError, ValueError, AttributeError):
-            pass
-        return 141  # 128 + SIGPIPE
     except OSError as e:  # the machine refused a read or write: name the path and the cause
+        if isinstance(e, BrokenPipeError) and _stdout_reader_gone():
+            return 141  # the reader stopped early (`hwnas ... | head`): quiet, as shell tools (128 + SIGPIPE)
         print(f"hwnas {args.command}: error: {_os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
