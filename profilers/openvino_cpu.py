@@ -108,13 +108,14 @@ class OpenVINOCPU(Profiler):
             raise ProfilerError(f"{self.name}: {path} is not an IR tar (model.xml + model.bin): {e}") from None
         return core.read_model(model=xml, weights=ov.Tensor(np.frombuffer(weights, dtype=np.uint8).copy()))
 
-    def prepare(self, path: Path, input_shapes: Sequence[Shape]) -> Callable[[], object]:
+    def prepare(self, path: Path, input_shapes: Sequence[Shape], perf_count: bool = False) -> Callable[[], object]:
         import numpy as np
         import openvino as ov
 
         core = ov.Core()
+        config = dict(self.config(), PERF_COUNT=True) if perf_count else self.config()
         try:
-            compiled = core.compile_model(self.read_model(core, path), "CPU", self.config())
+            compiled = core.compile_model(self.read_model(core, path), "CPU", config)
         except ProfilerError:
             raise
         except Exception as e:  # the runtime raises RuntimeError for unreadable or unsupported IRs
@@ -138,7 +139,45 @@ class OpenVINOCPU(Profiler):
             request.infer(share_outputs=True)
 
         run()  # first run: the plugin allocates and primes its kernels
+        run.request, run.compiled = request, compiled  # for node_profile
         return run
+
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20):
+        """The CPU plugin's per-node counters (``PERF_COUNT``): the median ``real_time`` of every node
+        of the executed graph (``get_runtime_model``: after fusions, with the plugin's ``Reorder``
+        layout conversions) over ``runs`` runs after a warm-up. Node inputs and outputs are named
+        ``<producer>:<port>`` from the executed graph's edges."""
+        import statistics
+
+        from profilers.base import NodeProfile, ProfiledNode
+
+        run = self.prepare(path, input_shapes, perf_count=True)
+        for _ in range(max(3, runs // 4)):
+            run()
+        times: dict[str, list[float]] = {}
+        types: dict[str, str] = {}
+        for _ in range(runs):
+            run()
+            for info in run.request.profiling_info:  # the last inference's counters
+                times.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e6)
+                types[info.node_name] = info.node_type
+        graph = run.compiled.get_runtime_model()
+        ops = {op.get_friendly_name(): op for op in graph.get_ordered_ops()}
+
+        def source(op, i: int) -> str:
+            value = op.input_value(i)
+            return f"{value.get_node().get_friendly_name()}:{value.get_index()}"
+
+        nodes = []
+        for name, samples in times.items():
+            op = ops.get(name)
+            if op is None or types[name] in ("Parameter", "Result", "Const", "Constant"):
+                continue  # graph plumbing, or a node fused away (not in the executed graph, 0 us)
+            nodes.append(ProfiledNode(name, types[name], [source(op, i) for i in range(op.get_input_size())],
+                                      [f"{name}:{i}" for i in range(op.get_output_size())], statistics.median(samples)))
+        graph_inputs = [f"{p.get_friendly_name()}:0" for p in graph.get_parameters()]
+        graph_outputs = [source(r, 0) for r in graph.get_results()]
+        return NodeProfile(nodes, graph_inputs, graph_outputs, runs)
 
     def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
         run = self.prepare(path, input_shapes)

@@ -65,6 +65,25 @@ def test_openvino_measures_with_settings_read_back(tmp_path):
         one.measure_artifact(tmp_path / "missing.tar", [(1, 3, 16, 16)])
 
 
+@needs_openvino
+def test_openvino_node_profile_splits_a_block_from_its_neighbours(tmp_path):
+    """PERF_COUNT per node of the executed graph, wired by its edges: lut.context.attribute finds
+    the 1x1 neighbours and the plugin's layout Reorders around the depthwise 'block'."""
+    from lut.context import attribute
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    prof = profilers.get("openvino-cpu", protocol=FAST)
+    art = prof.export(model, X, tmp_path / "m.tar")
+    profile = prof.node_profile(art, [(1, 3, 16, 16)], runs=20)
+    types = [n.op_type for n in profile.nodes]
+    assert types.count("Convolution") == 2 and "GroupConvolution" in types and profile.total_us > 0
+    assert len(profile.graph_inputs) == 1 and len(profile.graph_outputs) == 1
+    split = attribute(profile, True, True)
+    assert split.block_ops == ("GroupConvolution",)
+    # the two 1x1 convolutions, plus the plugin's layout Reorders where this CPU's kernels want another layout
+    assert sorted(op for op in split.neighbour_ops if op != "Reorder") == ["Convolution", "Convolution"]
+
+
 @needs_litert
 def test_litert_measures_inside_xnnpack_and_caches_conversions(tmp_path, monkeypatch):
     import deploy.tflite_export as tfl
