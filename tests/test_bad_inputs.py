@@ -213,6 +213,8 @@ CASES = [
     ("ranges", "lut validate --lut {lut} --calibrate -1", r"--calibrate: expected an integer >= 0"),
     ("ranges", "lut validate --lut {lut} --n 1", r"--n must be >= 2"),
     ("ranges", "lut show {lut} --rows -3", r"--rows"),
+    ("ranges", "lut validate --lut {lut} --shard 3/2", r"--shard: need 1 <= I <= K"),
+    ("types", "lut validate --lut {lut} --shard a/b", r"--shard: expected I/K"),
     ("ranges", "data synth --out {d}/s --n 10 --workers -1", r"--workers: expected an integer >= 1"),
     ("ranges", "data synth --out {d}/s --n 0", r"--n: expected an integer >= 1"),
     ("ranges", "data synth --out {d}/s --n 10 --val-fraction 1", r"--val-fraction: expected a number in \[0, 1\)"),

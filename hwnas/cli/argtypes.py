@@ -94,6 +94,17 @@ def int_list(text: str) -> list[int]:
     return out
 
 
+def shard(text: str) -> tuple[int, int]:
+    """``I/K``: part I of K (1 <= I <= K) of work split over K processes."""
+    try:
+        i, k = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/K, e.g. 1/3; got {text!r}") from None
+    if not 1 <= i <= k:
+        raise argparse.ArgumentTypeError(f"need 1 <= I <= K, got {text!r}")
+    return i, k
+
+
 def device(text: str) -> str:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, refused unless that device exists here.
 

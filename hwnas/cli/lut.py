@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from hwnas.cli.argtypes import int_list, non_negative_int, positive_int
+from hwnas.cli.argtypes import int_list, non_negative_int, positive_int, shard
 from hwnas.cli.profilers import add_backend_args, make_profiler
 
 # block tables have hundreds of sub-millisecond entries: >= 100 runs and 0.2 s of timed runs each keeps an
@@ -65,7 +65,7 @@ def register(sub) -> None:
             q.add_argument("--calibrate", type=non_negative_int, default=10, help="separate models to fit the calibration on")
             q.add_argument("--save-calibration", action="store_true", help="store the fitted calibration in the table")
             q.add_argument("--out-dir", default=None, help="report.json + scatter.png (default: <lut>.validation/)")
-            q.add_argument("--shard", default=None, metavar="I/K",
+            q.add_argument("--shard", type=shard, default=None, metavar="I/K",
                            help="measure only part I of K of the models (K processes side by side); "
                                 "a final run without --shard reports")
         else:
@@ -242,20 +242,6 @@ def _predict(args) -> int:
     return 0
 
 
-def _shard(text: str | None):
-    from lut.errors import LUTError
-
-    if not text:
-        return None
-    try:
-        i, k = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise LUTError(f"--shard {text!r}: expected I/K, e.g. 1/3") from None
-    if not 1 <= i <= k:
-        raise LUTError(f"--shard {text!r}: need 1 <= I <= K")
-    return i, k
-
-
 def _describe(c: dict) -> str:
     count = f" {c['c_ms_per_block']:+.4f} ms * n_blocks" if c["kind"] == "affine+count" else ""
     return f"measured ≈ {c['a']:.4f} * {c.get('fitted_on', 'raw_sum_ms')}{count} {c['b_ms']:+.3f} ms ({c['kind']})"
@@ -286,11 +272,10 @@ def _validate(args) -> int:
     raw, cases = _cases(t, space, args, args.n + args.calibrate)
     val, cal = _pick(raw, args.n, args.calibrate)
     out_dir = Path(args.out_dir or f"{args.lut}.validation")
-    shard = _shard(args.shard)
     report = validate(t, [cases[i] for i in cal], [cases[i] for i in val], prof, journal=out_dir / "measured.jsonl",
-                      progress=not args.no_progress, calibration_kind=args.kind, shard=shard, rounds=args.rounds)
+                      progress=not args.no_progress, calibration_kind=args.kind, shard=args.shard, rounds=args.rounds)
     if report is None:
-        print(f"shard {args.shard}: measured; run without --shard to report")
+        print(f"shard {args.shard[0]}/{args.shard[1]}: measured; run without --shard to report")
         return 0
     report.update(lut=str(args.lut), space=t.space, backend=t.backend, device=prof.device_info(), protocol=t.protocol)
     out_dir.mkdir(parents=True, exist_ok=True)
