@@ -13,7 +13,8 @@ a few as real processes. Every case must exit 2, write exactly one line to stder
 * ``misuse``: valid values that do not make sense together (too few calibration models, masks
   of another size than their images, an unsafe checkpoint, a checkpoint of another space).
 
-Hypothesis drives the three text parsers a user feeds (arch strings, arch JSON, space YAML):
+Hypothesis drives the text parsers a user feeds (arch strings, arch JSON, space YAML and raw
+space-file bytes, genotype JSON):
 whatever the text, they return a value or raise the package's one-line error.
 
 Run ``pytest tests/test_bad_inputs.py -s`` to see the count of invocations per class.
@@ -492,6 +493,23 @@ def test_arch_json_parser_returns_or_refuses(value, field):
             space.validate(Arch.from_json(json.dumps(candidate)))
         except ArchError as e:
             assert "\n" not in str(e)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(JSON, st.sampled_from(["normal", "reduce", "meta", "steps", "format"]))
+def test_genotype_json_parser_returns_or_refuses(value, field):
+    """Random JSON, and a real genotype with one field replaced by random JSON."""
+    from hwnas.cells.genotype import Genotype, random_genotype
+    from hwnas.errors import ArchError
+
+    real = random_genotype(0).to_dict()
+    for candidate in (value, {**real, field: value}):
+        try:
+            g = Genotype.from_json(json.dumps(candidate))
+        except ArchError as e:
+            assert "\n" not in str(e)
+        else:
+            assert Genotype.from_json(g.to_json()) == g
 
 
 SPACE_FIELDS = [("resolutions",), ("stem", "widths"), ("stem", "stride"), ("stem", "kernel_size"), ("se_ratio",),
