@@ -214,9 +214,9 @@ def test_distributed_helpers_make_tensors_on_the_group_device(monkeypatch):
     """NCCL reduces only CUDA tensors: every collective's tensor must be on the group's device."""
     import torch.distributed as dist
 
-    from hwnas.distributed import Distributed
+    from hwnas.process_group import ProcessGroup
 
-    group = Distributed.__new__(Distributed)  # no process group needed to check where tensors live
+    group = ProcessGroup.__new__(ProcessGroup)  # no process group needed to check where tensors live
     group.device, group.world_size, group.rank, group.enabled, group._dist = torch.device("meta"), 2, 0, True, dist
     seen = []
 

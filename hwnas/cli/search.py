@@ -122,9 +122,9 @@ def _search(args) -> int:
     lat_min, lat_max = latency_range(space, latency, resolution, args.max_latency_ms)
     dist = None
     if distributed:  # torchrun: rank 0 searches, every rank evaluates (hwnas.search.distributed)
-        from hwnas.distributed import Distributed
+        from hwnas.process_group import ProcessGroup
 
-        dist = Distributed.from_env(args.device)  # checked; `cuda` = this rank's GPU, made current
+        dist = ProcessGroup.from_env(args.device)  # checked; `cuda` = this rank's GPU, made current
         args.device = str(dist.device)
     if dist is None or dist.main:
         where = f", {dist.world_size} ranks" if dist else ""

@@ -9,7 +9,7 @@ from hwnas.data.folder import (
     find_pairs,
     resolve_split,
 )
-from hwnas.data.sampling import epoch_indices
+from hwnas.data.order import epoch_indices
 
 __all__ = [
     "IMAGE_EXTS",

@@ -15,7 +15,7 @@ process computes a value, and a candidate's fitness does not depend on the proce
 same calibration and validation images, deterministic forward passes; on GPUs fix the kernels with
 ``torch.backends.cudnn.deterministic`` if bit-identical values matter).
 
-The collectives are ``all_gather_object`` calls of ``hwnas.distributed.Distributed`` (the
+The collectives are ``all_gather_object`` calls of ``hwnas.process_group.ProcessGroup`` (the
 one supernet training uses), so there is one way to start and use ``torch.distributed`` here.
 """
 
@@ -37,7 +37,7 @@ class DistributedFitness:
     """``map(archs)`` on rank 0 spreads the work over every rank; :meth:`serve` is the other ranks' loop.
 
     ``fitness`` is this rank's evaluator (a callable, or anything with ``map``, e.g. a process pool).
-    ``dist`` is a :class:`hwnas.distributed.Distributed` (or any object with ``rank``, ``world_size``, ``gather_objects``).
+    ``dist`` is a :class:`hwnas.process_group.ProcessGroup` (or any object with ``rank``, ``world_size``, ``gather_objects``).
     """
 
     def __init__(self, fitness: Callable[[Arch], float], dist, per_rank: int = 1):

@@ -31,7 +31,7 @@ state (they are re-estimated per subnet before evaluation anyway).
 
 Modules: ``config`` (settings, file names, what a resume may change), ``schedule`` (learning rate),
 ``sampler`` (deterministic batches), ``losses``, ``trainer`` (the loop); the process group is
-:mod:`hwnas.distributed`, the curve plot :mod:`hwnas.plots`.
+:mod:`hwnas.process_group`, the curve plot :mod:`hwnas.plots`.
 """
 
 from hwnas.supernet_training.config import TrainConfig

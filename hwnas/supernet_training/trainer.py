@@ -60,7 +60,7 @@ class Trainer:
         self._t_start = time.perf_counter()  # a budget counts the whole run, set-up included
         cfg.validate()
         from hwnas.data import SODFolder, resolve_split
-        from hwnas.distributed import Distributed
+        from hwnas.process_group import ProcessGroup
         from hwnas.space import create
         from hwnas.supernet import Supernet
 
@@ -70,7 +70,7 @@ class Trainer:
         bad = [r for r in self.resolutions if r not in self.space.resolutions]
         if bad:
             raise HwnasError(f"--resolutions {bad} not in space {self.space.name}; allowed: {list(self.space.resolutions)}")
-        self.dist = Distributed.from_env(cfg.device)
+        self.dist = ProcessGroup.from_env(cfg.device)
         self.device = self.dist.device
         if cfg.threads:
             torch.set_num_threads(cfg.threads)

@@ -13,7 +13,7 @@ import os
 import torch
 
 
-class Distributed:
+class ProcessGroup:
     """World info (``rank``, ``world_size``, ``local_rank``, ``main``) and collectives on ``device``.
 
     Outside ``torchrun`` (``WORLD_SIZE`` unset or 1) every collective is a no-op on one process.
@@ -32,7 +32,7 @@ class Distributed:
             dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
 
     @classmethod
-    def from_env(cls, device_spec: str) -> Distributed:
+    def from_env(cls, device_spec: str) -> ProcessGroup:
         """Resolve ``device_spec`` (``auto|cpu|cuda[:N]``, checked; ``cuda`` = this process's local
         rank), make it the current CUDA device when it is one, and join the process group."""
         from hwnas.devices import resolve_device
