@@ -31,6 +31,7 @@ class QuickstartConfig:
     images: int = 1200
     image_size: int = 128
     train_minutes: float = 5.0
+    train_threads: int = 2
     resolution: int = 64
     backend: str = "onnxruntime-cpu"
     threads: int = 1
@@ -43,6 +44,28 @@ class QuickstartConfig:
     predictor: str = "none"  # LGS offspring pre-screened by an accuracy predictor (bench/predictor_search.py decides)
     max_latency_ms: float | None = None
     seed: int = 0
+    # smaller work per stage, for a smoke test of the pipeline (None: each command's own default)
+    lut_runs: int | None = None  # timed runs per block / whole model
+    lut_min_time_s: float | None = None
+    validate_rounds: int | None = None
+    val_images: int | None = None  # search: validation images per candidate
+    search_workers: int | None = None
+    formats: str = "onnx,executorch"  # exported and measured
+    measure_runs: int | None = None  # timed runs per exported artifact
+    in_process: bool = False  # run the stages' commands in this process (no interpreter start per stage)
+
+    @classmethod
+    def smoke(cls, out: Path) -> QuickstartConfig:
+        """Tiny settings that run every stage in about a minute; the figures mean nothing."""
+        return cls(out=out, space="inas-smoke", images=24, image_size=32, train_minutes=0.05, train_threads=1, resolution=32,
+                   backend="torch-cpu", validate_models=2, calibrate_models=0, population=6, groups=2, keep=3,
+                   iterations=1, lut_runs=1, lut_min_time_s=0.0, validate_rounds=1, val_images=4, search_workers=1,
+                   formats="onnx", measure_runs=3, in_process=True)
+
+    def protocol_args(self) -> list[str]:
+        """``--runs``/``--min-time-s`` for the measuring stages when set."""
+        out = [] if self.lut_runs is None else ["--runs", str(self.lut_runs)]
+        return out + ([] if self.lut_min_time_s is None else ["--min-time-s", str(self.lut_min_time_s)])
 
 
 from deploy.fileio import atomic_write_text as _atomic_write  # noqa: E402
@@ -51,7 +74,8 @@ from deploy.fileio import atomic_write_text as _atomic_write  # noqa: E402
 class Stages:
     """Runs named stages once; records each finished one with its wall time."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, in_process: bool = False):
+        self.in_process = in_process
         self.dir = out / ".stages"
         self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -66,17 +90,34 @@ class Stages:
             return prev
         print(f"\n[quickstart] {title}\n  $ hwnas {' '.join(argv)}", flush=True)
         t0 = time.perf_counter()
-        if stdout_to is None:
-            proc = subprocess.run([sys.executable, "-m", "hwnas", *argv])
-        else:  # the stage's answer is its stdout (e.g. `hwnas eval --json`): keep it
-            proc = subprocess.run([sys.executable, "-m", "hwnas", *argv], stdout=subprocess.PIPE, text=True)
-            if proc.returncode == 0:
-                _atomic_write(stdout_to, proc.stdout)
-        if proc.returncode != 0:
-            raise HwnasError(f"stage '{name}' failed (exit {proc.returncode}); fix the cause and rerun — finished stages are kept")
+        returncode, stdout = self._command(argv, capture=stdout_to is not None)
+        if returncode == 0 and stdout_to is not None:  # the stage's answer is its stdout (`hwnas eval --json`)
+            _atomic_write(stdout_to, stdout)
+        if returncode != 0:
+            raise HwnasError(f"stage '{name}' failed (exit {returncode}); fix the cause and rerun — finished stages are kept")
         record = {"argv": argv, "seconds": time.perf_counter() - t0}
         _atomic_write(self.dir / f"{name}.json", json.dumps(record))
         return record
+
+    def _command(self, argv: list[str], capture: bool) -> tuple[int, str]:
+        """Exit status (and stdout when ``capture``) of ``hwnas ARGV``: a subprocess, or ``hwnas.cli.main``
+        in this process with ``in_process`` (the same parser and commands, without a new interpreter)."""
+        if not self.in_process:
+            proc = subprocess.run([sys.executable, "-m", "hwnas", *argv], stdout=subprocess.PIPE if capture else None,
+                                  text=True)
+            return proc.returncode, proc.stdout or ""
+        import contextlib
+        import io
+
+        from hwnas.cli import main
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf) if capture else contextlib.nullcontext():
+            try:
+                returncode = main(argv)
+            except SystemExit as e:  # argparse refusals
+                returncode = e.code if isinstance(e.code, int) else 2
+        return returncode, buf.getvalue()
 
     def record(self, name: str, seconds: float, **extra) -> None:
         _atomic_write(self.dir / f"{name}.json", json.dumps({"seconds": seconds, **extra}))
@@ -105,18 +146,19 @@ def run(cfg: QuickstartConfig) -> Path:
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "config.json", json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}, indent=2))
-    stages = Stages(out)
+    stages = Stages(out, in_process=cfg.in_process)
     t_start = time.perf_counter()
     data, sup, lut_dir = out / "data", out / "supernet", out / "lut"
     lut_file = lut_dir / f"{cfg.backend}-{cfg.threads}t.parquet"
     stages.run("data", ["data", "synth", "--out", str(data), "--n", str(cfg.images), "--size", str(cfg.image_size),
                         "--seed", str(cfg.seed)], "1/7 synthetic SOD data")
     stages.run("train", ["supernet", "train", "--space", cfg.space, "--data", str(data), "--out", str(sup),
-                         "--minutes", str(cfg.train_minutes), "--seed", str(cfg.seed), "--threads", "2",
+                         "--minutes", str(cfg.train_minutes), "--seed", str(cfg.seed), "--threads", str(cfg.train_threads),
                          "--lr", "0.01", "--batch-size", "16"],
                f"2/7 supernet training ({cfg.train_minutes:g} min budget)")
     stages.run("lut", ["lut", "build", "--space", cfg.space, "--backend", cfg.backend, "--threads", str(cfg.threads),
-                       "--resolutions", str(cfg.resolution), "--out", str(lut_file)],  # the default protocol
+                       "--resolutions", str(cfg.resolution), "--out", str(lut_file),
+                       *cfg.protocol_args()],  # the default protocol unless set
                "3/7 latency table of this CPU")
     stages.run("lut-validate", ["lut", "validate", "--lut", str(lut_file), "--n", str(cfg.validate_models),
                                 # calibration reported beside the prediction, not saved: the search uses the
@@ -124,11 +166,15 @@ def run(cfg: QuickstartConfig) -> Path:
                                 "--calibrate", str(cfg.calibrate_models),
                                 # torchscript export: ~50x faster to export than dynamo, same ONNX ops
                                 "--exporter", "torchscript",
+                                *([] if cfg.lut_runs is None else ["--runs", str(cfg.lut_runs)]),
+                                *([] if cfg.validate_rounds is None else ["--rounds", str(cfg.validate_rounds)]),
                                 "--out-dir", str(lut_dir / "validation")], "4/7 latency table validation (whole models measured)")
     search_common = ["--space", cfg.space, "--supernet", str(sup / "supernet.pt"), "--lut", str(lut_file),
                      "--data", str(data / "val"), "--calib", str(data / "train"), "--resolution", str(cfg.resolution),
                      "--population", str(cfg.population), "--groups", str(cfg.groups), "--keep", str(cfg.keep),
-                     "--iterations", str(cfg.iterations), "--seed", str(cfg.seed)]
+                     "--iterations", str(cfg.iterations), "--seed", str(cfg.seed),
+                     *([] if cfg.val_images is None else ["--val-images", str(cfg.val_images)]),
+                     *([] if cfg.search_workers is None else ["--workers", str(cfg.search_workers)])]
     if cfg.max_latency_ms is not None:
         search_common += ["--max-latency-ms", str(cfg.max_latency_ms)]
     stages.run("search-lgs", ["search", *search_common, "--sampler", "lgs", "--predictor", cfg.predictor,
@@ -143,20 +189,20 @@ def run(cfg: QuickstartConfig) -> Path:
                         "--calib", str(data / "train"), "--json"],
                "6/7 held-out metrics of the chosen architecture", stdout_to=out / "eval.jsonl")
     stages.run("export", ["export", "--space", cfg.space, "--arch", str(best), "--supernet", str(sup / "supernet.pt"),
-                          "--formats", "onnx,executorch", "--out", str(out / "export")], "7/7 export (ONNX, ExecuTorch) with parity")
+                          "--formats", cfg.formats, "--out", str(out / "export")], f"7/7 export ({cfg.formats}) with parity")
     if stages.done("measure") is None:
         t0 = time.perf_counter()
-        measured = _measure_artifacts(out / "export", cfg.threads)
+        measured = _measure_artifacts(out / "export", cfg.threads, cfg.measure_runs)
         _atomic_write(out / "measured.json", json.dumps(measured, indent=2))
         stages.record("measure", time.perf_counter() - t0)
-    from hwnas.report import write_quickstart_report
+    from hwnas.quickstart_report import write_quickstart_report
 
     report = write_quickstart_report(out, cfg, picked, lut_file)
     print(f"\n[quickstart] finished in {(time.perf_counter() - t_start) / 60:.1f} min (this run); report: {report}")
     return report
 
 
-def _measure_artifacts(export_dir: Path, threads: int) -> dict:
+def _measure_artifacts(export_dir: Path, threads: int, runs: int | None = None) -> dict:
     """Median latency of the exported artifacts, each in its own runtime, one after the other."""
     import profilers
 
@@ -167,7 +213,12 @@ def _measure_artifacts(export_dir: Path, threads: int) -> dict:
     for backend, fmt in (("onnxruntime-cpu", "onnx"), ("executorch-xnnpack", "executorch")):
         if fmt not in files:
             continue
-        prof = profilers.get(backend, threads=threads)
+        if runs is None:
+            prof = profilers.get(backend, threads=threads)
+        else:
+            from profilers.stats import Protocol
+
+            prof = profilers.get(backend, threads=threads, protocol=Protocol(runs=runs, min_time_s=0.0))
         m = prof.measure_artifact(export_dir / files[fmt], shapes)
         results[backend] = {"median_ms": m.median_ms, "p90_ms": m.p90_ms, "iqr_over_median": m.iqr_over_median,
                             "runs": m.runs, "artifact": files[fmt]}

@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--iterations", type=positive_int, default=None, help="evolution iterations (default 4)")
     p.add_argument("--population", type=positive_int, default=None, help="initial population (default 100)")
     p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny settings (space inas-smoke, 24 images, 3 s of training, 1 timed run per block, ONNX only, "
+                        "stages in this process): checks that every stage works in about a minute; its figures mean nothing")
     p.set_defaults(func=_run)
 
 
@@ -28,7 +31,8 @@ def _run(args) -> int:
 
     from hwnas.quickstart import QuickstartConfig, run
 
-    cfg = QuickstartConfig(out=Path(args.out), seed=args.seed, max_latency_ms=args.max_latency_ms)
+    cfg = QuickstartConfig.smoke(Path(args.out)) if args.smoke else QuickstartConfig(out=Path(args.out))
+    cfg.seed, cfg.max_latency_ms = args.seed, args.max_latency_ms
     for name in ("train_minutes", "images", "iterations", "population"):
         value = getattr(args, name)
         if value is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections import defaultdict
 from pathlib import Path
 
 
@@ -24,71 +23,13 @@ def _read_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def plot_pareto_comparison(out: Path, path: Path) -> Path | None:
-    """Evaluated candidates and Pareto fronts of the LGS and the uniform search on one plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    drawn = False
-    for name, colour in (("lgs", "tab:red"), ("uniform", "tab:blue")):
-        csv = out / f"search-{name}" / "population.csv"
-        if not csv.is_file():
-            continue
-        pop = pd.read_csv(csv)
-        metric = next(c for c in pop.columns if c not in ("arch", "latency_ms", "fitness", "group", "pareto",
-                                                          "in_population", "iteration", "origin", "eval_index"))
-        ax.scatter(pop["latency_ms"], pop[metric], s=6, alpha=0.25, color=colour, label=f"{name}: evaluated ({len(pop)})")
-        front = pop[pop["pareto"] == 1].sort_values("latency_ms")
-        ax.step(front["latency_ms"], front[metric], where="post", color=colour, lw=1.8, label=f"{name}: Pareto front")
-        ax.set_ylabel(metric)
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
-    ax.set_xlabel("predicted latency (ms, LUT)")
-    ax.set_title("LGS vs layer-wise uniform sampling")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_latency_by_block(space, arch, table, path: Path) -> dict[str, float]:
-    """Bar chart of the chosen architecture's predicted latency per block kind (context costs; the
-    isolated medians for a table without them)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    per_kind: dict[str, float] = defaultdict(float)
-    for block in space.blocks(arch):
-        per_kind[block.kind] += table.context_ms(block.key) if table.has_context else table.median_ms(block.key)
-    kinds = sorted(per_kind, key=per_kind.get, reverse=True)
-    fig, ax = plt.subplots(figsize=(5.6, 3.2))
-    ax.barh(kinds[::-1], [per_kind[k] for k in kinds[::-1]], color="tab:green")
-    ax.set_xlabel("ms (LUT, in-model cost)" if table.has_context else "ms (sum of LUT medians)")
-    ax.set_title("Latency by block kind, chosen architecture")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return dict(per_kind)
-
-
 def _rel(path: Path, root: Path) -> str:
     return os.path.relpath(path, root)
 
 
 def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Path:
     from hwnas.arch import load_arch
+    from hwnas.plots import latency_by_block, pareto_comparison
     from hwnas.space import create
     from lut.table import LatencyTable
 
@@ -100,8 +41,8 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
     model_ms = table.model_ms(keys)
     calibrated_ms = table.predict_ms(keys, calibrated=True) if table.calibration else None
     plots = out / "plots"
-    pareto_png = plot_pareto_comparison(out, plots / "pareto_lgs_vs_uniform.png")
-    per_kind = plot_latency_by_block(space, arch, table, plots / "latency_by_block.png")
+    pareto_png = pareto_comparison(out, plots / "pareto_lgs_vs_uniform.png")
+    per_kind = latency_by_block(space, arch, table, plots / "latency_by_block.png")
 
     metrics = {}
     if (out / "eval.jsonl").is_file():

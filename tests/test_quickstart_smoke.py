@@ -1,0 +1,122 @@
+"""The quickstart end to end with tiny settings (``hwnas quickstart --smoke``), then ``lut calibrate`` and
+``lut merge`` from the command line on the latency table it built.
+
+Every stage runs for real (synthetic data, supernet training, a torch-cpu latency table of the
+83-block ``inas-smoke`` space, its validation, both searches, held-out eval, ONNX export with parity,
+the artifact measured with ONNX Runtime); only the amounts are tiny, so the figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ["data", "train", "lut", "lut-validate", "search-lgs", "search-uniform", "eval", "export", "measure"]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart") / "run"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "hwnas", "quickstart", "--smoke", "--out", str(out)], env=_env(),
+                          capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    print(f"quickstart --smoke: {seconds:.1f} s (load average {os.getloadavg()[0]:.1f})")
+    return out, proc, seconds
+
+
+def test_quickstart_smoke_runs_every_stage(smoke):
+    from hwnas.arch import load_arch
+    from hwnas.space import create
+    from lut.table import LatencyTable
+
+    out, proc, _ = smoke
+    assert sorted(p.stem for p in (out / ".stages").glob("*.json")) == sorted(STAGES)
+    assert "[quickstart] finished" in proc.stdout
+    create("inas-smoke").validate(load_arch(str(out / "best-arch.json")))
+    assert len(LatencyTable.read(out / "lut" / "torch-cpu-1t.parquet")) == len(create("inas-smoke").all_blocks())
+    train = json.loads((out / "supernet" / "summary.json").read_text())
+    assert train["final_lr"] == 0.0 and train["elapsed_s"] <= 1.10 * 0.05 * 60 + 10  # budget kept (+ a slow first step)
+    manifest = json.loads((out / "export" / "manifest.json").read_text())
+    onnx = [a for a in manifest["artifacts"] if a["format"] == "onnx"]
+    assert len(onnx) == 1 and onnx[0]["status"] == "passed"
+    measured = json.loads((out / "measured.json").read_text())
+    assert measured["onnxruntime-cpu"]["median_ms"] > 0 and measured["onnxruntime-cpu"]["runs"] >= 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["metrics"]["max_f"] <= 1 and summary["predicted_ms"] > 0
+    report = (out / "report.md").read_text()
+    for section in ("## Chosen architecture", "## Artifacts", "## Latency table accuracy", "## Plots"):
+        assert section in report
+    for png in ("supernet/curve.png", "plots/pareto_lgs_vs_uniform.png", "lut/validation/scatter.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_quickstart_rerun_reuses_finished_stages(smoke):
+    out, _, first_s = smoke
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "hwnas", "quickstart", "--smoke", "--out", str(out)], env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done earlier") == len(STAGES) - 1  # `measure` is recorded, not re-run or announced
+    assert time.perf_counter() - t0 < first_s
+
+
+def test_cli_lut_calibrate_saves_a_fit_and_refuses_too_few_models(smoke, tmp_path, capsys):
+    from hwnas.cli import main
+    from lut.table import LatencyTable
+
+    lut = tmp_path / "t.parquet"
+    shutil.copy(smoke[0] / "lut" / "torch-cpu-1t.parquet", lut)
+    assert LatencyTable.read(lut).calibration is None
+    assert main(["lut", "calibrate", "--lut", str(lut), "--n", "3", "--kind", "affine", "--candidates", "40",
+                 "--rounds", "1", "--runs", "2", "--no-progress"]) == 0
+    assert "calibration: " in capsys.readouterr().out
+    cal = LatencyTable.read(lut).calibration
+    assert cal["kind"] == "affine" and cal["n_models"] == 3
+    capsys.readouterr()
+    assert main(["lut", "calibrate", "--lut", str(lut), "--n", "3", "--kind", "affine+count"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--n" in err and "Traceback" not in err
+    assert LatencyTable.read(lut).calibration == cal  # a refused fit leaves the saved one alone
+
+
+def test_cli_lut_merge_joins_journals_and_refuses_another_protocol(tmp_path, capsys):
+    from hwnas.cli import main
+    from lut.build import journal_path, read_rows
+    from lut.table import LatencyTable
+
+    def part(name: str, seed: int, runs: int) -> Path:
+        out = tmp_path / f"{name}.parquet"
+        assert main(["lut", "build", "--space", "inas-smoke", "--backend", "torch-cpu", "--runs", str(runs),
+                     "--min-time-s", "0", "--limit", "3", "--seed", str(seed), "--out", str(out), "--no-progress"]) == 0
+        assert journal_path(out).exists() and not out.exists()  # unfinished: only its journal
+        return journal_path(out)
+
+    a, b = part("a", 0, 1), part("b", 1, 1)
+    keys = {r["key"] for j in (a, b) for r in read_rows(j)[1]}
+    capsys.readouterr()
+    assert main(["lut", "merge", str(a), str(b), "--out", str(tmp_path / "m.parquet")]) == 0
+    assert f"{len(keys)} blocks from 2 inputs" in capsys.readouterr().out
+    assert set(LatencyTable.read(tmp_path / "m.parquet").keys) == keys
+    other = part("c", 2, 2)  # measured with another protocol: its numbers are not comparable
+    capsys.readouterr()
+    assert main(["lut", "merge", str(a), str(other), "--out", str(tmp_path / "bad.parquet")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot merge" in err and "protocol differs" in err
+    assert not (tmp_path / "bad.parquet").exists()
