@@ -39,6 +39,7 @@ class InContext(nn.Module):
                  model_input: bool, model_output: bool):
         super().__init__()
         self.block = block
+        self.n_outputs = len(output_channels)
         self.ctx_in = nn.ModuleList([] if model_input else [nn.Conv2d(c, c, 1) for c in input_channels])
         self.ctx_out = nn.ModuleList([] if model_output else [nn.Conv2d(c, c, 1) for c in output_channels])
 
@@ -79,7 +80,12 @@ class Attribution:
         return self.block_us / total if total > 0 else 1.0
 
 
-def attribute(profile, has_inputs_ctx: bool, has_outputs_ctx: bool) -> Attribution:
+def _is_conversion(op_type: str) -> bool:
+    # ONNX Runtime's NCHWc Reorder*, OpenVINO's Reorder, XNNPACK's Transpose at the delegate's edges
+    return op_type.startswith("Reorder") or op_type.startswith("Transpose")
+
+
+def attribute(profile, has_inputs_ctx: bool, has_outputs_ctx: bool, n_inputs: int = 1, n_outputs: int = 1) -> Attribution:
     """Split a :class:`profilers.base.NodeProfile` of an :class:`InContext` graph.
 
     Found by the graph's structure, not by names (a runtime renames the nodes it rewrites): the
@@ -88,7 +94,14 @@ def attribute(profile, has_inputs_ctx: bool, has_outputs_ctx: bool) -> Attributi
     produce a graph output — the convolution, or a conversion and the convolution before it.
     Everything else, including conversions between a neighbour and the block, is the block's: a
     model pays those too, since its real neighbours are convolutions as well.
+
+    A runtime that reports its operators in execution order without edges (ExecuTorch's XNNPACK
+    delegate, through ETDump) is split by order instead: the conversions before the first and after
+    the last computing operator are the graph's edges, the first ``n_inputs`` computing operators
+    the input neighbours and the last ``n_outputs`` the output neighbours.
     """
+    if profile.nodes and not any(n.inputs or n.outputs for n in profile.nodes):
+        return _attribute_in_order(profile, has_inputs_ctx, has_outputs_ctx, n_inputs, n_outputs)
     producer = {t: n for n in profile.nodes for t in n.outputs}
     consumers: dict[str, list] = {}
     for n in profile.nodes:
@@ -111,5 +124,23 @@ def attribute(profile, has_inputs_ctx: bool, has_outputs_ctx: bool) -> Attributi
                 neighbours.add(id(producer[n.inputs[0]]))
     mine = [n for n in profile.nodes if id(n) not in neighbours]
     theirs = [n for n in profile.nodes if id(n) in neighbours]
+    return Attribution(float(sum(n.median_us for n in mine)), float(sum(n.median_us for n in theirs)),
+                       tuple(n.op_type for n in mine), tuple(n.op_type for n in theirs))
+
+
+def _attribute_in_order(profile, has_inputs_ctx: bool, has_outputs_ctx: bool, n_inputs: int, n_outputs: int) -> Attribution:
+    nodes = list(profile.nodes)
+    compute = [i for i, n in enumerate(nodes) if not _is_conversion(n.op_type)]
+    neighbours: set[int] = set()
+    if compute:
+        first, last = compute[0], compute[-1]
+        if has_inputs_ctx:
+            neighbours.update(range(first))  # conversions at the graph's inputs
+            neighbours.update(compute[:n_inputs])
+        if has_outputs_ctx:
+            neighbours.update(range(last + 1, len(nodes)))  # conversions at the graph's outputs
+            neighbours.update(compute[-n_outputs:])
+    mine = [n for i, n in enumerate(nodes) if i not in neighbours]
+    theirs = [n for i, n in enumerate(nodes) if i in neighbours]
     return Attribution(float(sum(n.median_us for n in mine)), float(sum(n.median_us for n in theirs)),
                        tuple(n.op_type for n in mine), tuple(n.op_type for n in theirs))

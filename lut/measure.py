@@ -55,7 +55,9 @@ def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) 
         try:
             profiler.export(block.build(), block.example_inputs(), tmp / f"block{suffix}")
             if with_context:
-                profiler.export(*in_context(block), tmp / f"context{suffix}")
+                module, inputs = in_context(block)
+                profiler.export(module, inputs, tmp / f"context{suffix}")
+                (tmp / "outputs.txt").write_text(str(module.n_outputs))
         except OSError:  # disk full, permission: the CLI names the path and the cause
             raise
         except Exception as e:  # exporters raise many types; name the block
@@ -69,6 +71,7 @@ def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) 
 class BlockArtifacts:
     isolated: Path
     context: Path | None  # None: the runtime cannot profile nodes, the context graph would not be used
+    n_outputs: int = 1
 
 
 class BlockMeter:
@@ -152,8 +155,12 @@ class BlockMeter:
                 bar.update()
         bar.close()
         suffix = self.profiler.artifact_suffix
-        return {k: BlockArtifacts(f / f"block{suffix}", (f / f"context{suffix}") if self.node_profiles else None)
-                for k, (b, f) in jobs.items()}
+        def n_outputs(f: Path) -> int:
+            p = f / "outputs.txt"
+            return int(p.read_text()) if p.is_file() else 1
+
+        return {k: BlockArtifacts(f / f"block{suffix}", (f / f"context{suffix}") if self.node_profiles else None,
+                                  n_outputs(f)) for k, (b, f) in jobs.items()}
 
     def measure(self, block: BlockSpec, arts: BlockArtifacts, window: int = 0):
         """(isolated Measurement, extra row fields) of one window."""
@@ -174,6 +181,7 @@ class BlockMeter:
             # ~0.05 s of profiled runs (20-200): sub-0.1 ms blocks need many for whole-microsecond timestamps
             runs_n = int(min(200, max(NODE_PROFILE_RUNS, 0.05 / max(got["context"].median_ms * 1e-3, 1e-6))))
             prof = self.profiler.node_profile(arts.context, shapes, runs=runs_n)
-            share = attribute(prof, not block.model_input, not block.model_output).share
+            share = attribute(prof, not block.model_input, not block.model_output, n_inputs=len(shapes),
+                              n_outputs=arts.n_outputs).share
             context_ms = max(got["context"].median_ms - call_here_ms, 0.0) * share
         return got["block"], {"ref_ms": ref_ms, "context_ms": context_ms, "context_share": share}

@@ -92,6 +92,46 @@ class ExecuTorchXNNPACK(Profiler):
         method.execute(inputs)  # first run initialises the delegate
         return lambda: method.execute(inputs)
 
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20):
+        """Per-operator times from ExecuTorch's own profiler: the program runs with ETDump enabled and
+        ``executorch.devtools.Inspector`` reads back every operator the XNNPACK delegate executed
+        (``Convolution (NHWC, F32)``, ``Transpose (ND, X32)`` at the delegate's edges, ...) in execution
+        order, without edges (``lut.context.attribute`` splits such a profile by order). Times are the
+        trimmed mean over ``runs`` runs after a warm-up."""
+        import tempfile
+
+        import torch
+        from executorch.devtools import Inspector
+        from executorch.extension.pybindings import portable_lib
+
+        from profilers.base import NodeProfile, ProfiledNode
+        from profilers.stats import trimmed_mean
+
+        set_threads(self.threads)
+        try:
+            module = portable_lib._load_for_executorch(str(path), enable_etdump=True)
+        except Exception as e:  # the runtime raises RuntimeError/ValueError for bad programs
+            raise ProfilerError(f"{self.name}: cannot load {path}: {str(e).splitlines()[0]}") from None
+        g = torch.Generator().manual_seed(0)
+        inputs = [torch.randn(s, generator=g) for s in input_shapes]
+        for _ in range(max(3, runs // 4) + runs):
+            module.forward(inputs)
+        with tempfile.TemporaryDirectory(prefix="hwnas-etdump-") as d:
+            dump = Path(d) / "run.etdp"
+            module.write_etdump_result_to_file(str(dump))
+            inspector = Inspector(etdump_path=str(dump))
+        nodes = []
+        for block in inspector.event_blocks:
+            if block.name != "Execute":
+                continue
+            for e in block.events:
+                if e.perf_data is None or e.name in ("DELEGATE_CALL", "Method::execute"):
+                    continue
+                raw_us = [float(x) * 1e3 for x in list(e.perf_data.raw)[-runs:]]  # Inspector reports ms
+                op_type = e.name.split(" (")[0].split(" #")[0].strip()
+                nodes.append(ProfiledNode(e.name, op_type, [], [], trimmed_mean(raw_us)))
+        return NodeProfile(nodes, [], [], runs)
+
     def measure_artifact(self, path: Path, input_shapes: Sequence[Shape]) -> Measurement:
         info = dict(self.settings(), delegation=self.delegation) if self.delegation else self.settings()
         return time_callable(self.prepare(path, input_shapes), self.protocol, info=info)

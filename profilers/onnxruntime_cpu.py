@@ -28,18 +28,6 @@ OPT_LEVELS = ("disable", "basic", "extended", "all")
 EXPORTERS = ("dynamo", "torchscript")
 
 
-def _trimmed_mean(values_us: list[float]) -> float:
-    """Mean of the middle 80 %: ORT reports whole microseconds, and a 2 us node's median is 2 or 3,
-    while the mean of many runs resolves fractions; trimming keeps one preempted run out."""
-    import numpy as np
-
-    if not values_us:
-        return 0.0
-    v = np.sort(np.asarray(values_us, dtype=float))
-    cut = len(v) // 10
-    return float(v[cut: len(v) - cut].mean())
-
-
 class OnnxRuntimeCPU(Profiler):
     name = "onnxruntime-cpu"
     artifact_suffix = ".onnx"
@@ -147,6 +135,7 @@ class OnnxRuntimeCPU(Profiler):
         import onnx
 
         from profilers.base import NodeProfile, ProfiledNode
+        from profilers.stats import trimmed_mean
 
         with tempfile.TemporaryDirectory(prefix="hwnas-ortprof-") as d:
             sess = self.session(path, profile_dir=d)
@@ -166,5 +155,5 @@ class OnnxRuntimeCPU(Profiler):
         nodes = []
         for n in graph.node:
             d_us = durs.get(n.name, [])[skip:]
-            nodes.append(ProfiledNode(n.name, n.op_type, list(n.input), list(n.output), _trimmed_mean(d_us)))
+            nodes.append(ProfiledNode(n.name, n.op_type, list(n.input), list(n.output), trimmed_mean(d_us)))
         return NodeProfile(nodes, [i.name for i in graph.input], [o.name for o in graph.output], runs)

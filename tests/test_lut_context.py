@@ -182,3 +182,21 @@ def test_lut_predict_json_and_text(tmp_path, capsys):
     assert main(["lut", "predict", "--lut", str(out), "--arch", str(arch_file), "--breakdown"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("predicted_ms ")
+
+
+def test_xnnpack_context_drops_the_delegate_edge_transposes(tmp_path):
+    """ExecuTorch's ETDump lists the XNNPACK operators in order, without edges: a conv block between
+    neighbours is one convolution; the NCHW<->NHWC transposes at the delegate's edges are the
+    neighbours' (inside a model they sit only at the model's input and output)."""
+    pytest.importorskip("executorch")
+    prof = profilers.get("executorch-xnnpack", threads=1, protocol=QUICK)
+    spec = _spec(_Conv)
+    iso = prof.node_profile(prof.export(spec.build(), spec.example_inputs(), tmp_path / "iso.pte"), [(1, 16, 16, 16)], runs=5)
+    assert [n.op_type for n in iso.nodes].count("Transpose") == 2  # isolated: in and out of the delegate
+    module, inputs = in_context(spec)
+    profile = prof.node_profile(prof.export(module, inputs, tmp_path / "ctx.pte"), [(1, 16, 16, 16)], runs=5)
+    a = attribute(profile, True, True)
+    assert a.block_ops == ("Convolution",), a
+    assert a.neighbour_ops.count("Transpose") == 2
+    facing_output = attribute(profile, True, False)  # as the model's last block it pays the output transpose
+    assert facing_output.block_ops[-1] == "Transpose"
