@@ -399,6 +399,16 @@ def test_bad_invocation_in_a_real_process(F, kind, template, pattern):
     assert ok, detail
 
 
+def test_user_error_types_are_the_packages_exceptions():
+    """The CLI catches each package's error by (module, class) name: every name resolves."""
+    import importlib
+
+    from hwnas.cli import USER_ERRORS
+
+    for module, name in USER_ERRORS:
+        assert issubclass(getattr(importlib.import_module(module), name), Exception)
+
+
 def test_a_reader_that_stops_early_is_not_an_error():
     """`hwnas space sample ... | head -1`: no traceback, no error line; exit 141 like shell tools."""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -17,14 +17,16 @@ import sys
 GROUPS = ["space", "data", "supernet", "eval", "baseline", "export", "profilers", "lut", "search", "cells", "quickstart"]
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from deploy.errors import ExportError
-    from deploy.fileio import FileIOError
-    from hwnas.errors import HwnasError
-    from lut.errors import LUTError
-    from profilers.errors import ProfilerError
+# the packages' user-error types (module, class): printed as one line, exit 2
+USER_ERRORS = (("hwnas.errors", "HwnasError"), ("lut.errors", "LUTError"), ("profilers.errors", "ProfilerError"),
+               ("deploy.errors", "ExportError"), ("deploy.fileio", "FileIOError"))
 
-    return (HwnasError, LUTError, ProfilerError, ExportError, FileIOError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The user-error types of the modules loaded so far: an error whose module was never imported
+    cannot be in flight, and importing ``lut`` or ``deploy`` just to name their error would cost a
+    torch import on every refusal."""
+    return tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules)
 
 
 class _Parser(argparse.ArgumentParser):
