@@ -246,40 +246,28 @@ def list_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
-def _with_cells(base: SearchSpace, options: str, spec_text: str) -> SearchSpace:
-    """``base``'s head and resolutions on a cell backbone (``cells=PATH[:channels=C][:cells_per_level=N]``)."""
-    allowed = ("cells", "channels", "cells_per_level", "stem_channels")
-    backbone: dict[str, Any] = {"type": "cells"}
-    for part in options.split(":"):
-        key, sep, value = part.partition("=")
-        if not sep or key not in allowed or not value:
-            raise SpaceError(f"space {spec_text!r}: bad option {part!r}; expected NAME:cells=GENOTYPE.json"
-                             f"[:channels=C][:cells_per_level=N][:stem_channels=S]")
-        if key == "cells":
-            backbone["genotype"] = value
-        else:
-            try:
-                backbone[key] = int(value)
-            except ValueError:
-                raise SpaceError(f"space {spec_text!r}: {key} must be an integer, got {value!r}") from None
-    if "genotype" not in backbone:
-        raise SpaceError(f"space {spec_text!r}: needs cells=GENOTYPE.json")
-    if base.backbone.type == "cells":
-        raise SpaceError(f"space {spec_text!r}: {base.name} already has a cell backbone")
+def _on_backbone(base: SearchSpace, backbone: dict[str, Any], spec_text: str) -> SearchSpace:
+    """``base``'s head and resolutions on the backbone ``backbone`` (a space's ``backbone:`` mapping)."""
+    cls = backbones.backbone_class(backbone["type"], spec_text)
+    if base.backbone.type == cls.type:
+        raise SpaceError(f"space {spec_text!r}: {base.name} already has a {getattr(cls, 'describe', cls.type)} backbone")
     cfg = {k: copy.deepcopy(v) for k, v in base.config.items() if k not in ("stem", "stages", "se_ratio", "backbone")}
-    cfg["name"] = f"{base.name}+cells"
-    cfg["description"] = f"{base.name}'s head on a fixed cell backbone"
+    cfg["name"] = f"{base.name}+{cls.type}"
+    cfg["description"] = f"{base.name}'s head on a fixed {getattr(cls, 'describe', cls.type)} backbone"
     cfg["head"] = {k: v for k, v in cfg["head"].items() if k != "level_stages"}
     cfg["backbone"] = backbone
     return SearchSpace(cfg, source=spec_text, base_dir=Path.cwd())
 
 
 def create(name: str) -> SearchSpace:
-    """A built-in space by name, a YAML file by path, or ``NAME:cells=GENOTYPE.json[:...]`` (that
-    space's head on a fixed cell backbone; see the module docstring)."""
+    """A built-in space by name, a YAML file by path, or ``NAME:TYPE=...`` — that space's head on a
+    backbone of type TYPE configured by the options (``NAME:cells=GENOTYPE.json[:channels=C]...``, see
+    :meth:`hwnas.backbones.Backbone.mapping_from_options`)."""
     base, sep, options = name.partition(":")
-    if sep and options.startswith("cells="):
-        return _with_cells(create(base), options, name)
+    kind = options.partition("=")[0]
+    if sep and kind in backbones.names():
+        mapping = backbones.backbone_class(kind, name).mapping_from_options(options, name)
+        return _on_backbone(create(base), mapping, name)
     p = Path(name)
     if p.suffix in (".yaml", ".yml"):
         return SearchSpace.from_yaml(p)

@@ -78,6 +78,12 @@ class Backbone:
         """
         raise NotImplementedError
 
+    @classmethod
+    def mapping_from_options(cls, options: str, spec_text: str) -> dict[str, Any]:
+        """The ``backbone:`` mapping that ``create("NAME:<type>=...")`` puts under space NAME's head,
+        from its option string (``<type>=VALUE[:key=VALUE...]``)."""
+        raise SpaceError(f"space {spec_text!r}: a {cls.type} backbone cannot be put under another space's head")
+
     def check(self, source: str) -> None:
         """Raise :class:`SpaceError` when the definition is inconsistent (after parsing)."""
 

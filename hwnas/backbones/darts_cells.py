@@ -72,6 +72,27 @@ class CellsBackbone(FixedBackbone):
                               "cells_per_level": cells_per_level, "stem_channels": stem_channels}
         return spec, stored
 
+    @classmethod
+    def mapping_from_options(cls, options: str, spec_text: str) -> dict[str, Any]:
+        """``cells=PATH[:channels=C][:cells_per_level=N][:stem_channels=S]`` (PATH relative to the working folder)."""
+        allowed = ("cells", "channels", "cells_per_level", "stem_channels")
+        backbone: dict[str, Any] = {"type": "cells"}
+        for part in options.split(":"):
+            key, sep, value = part.partition("=")
+            if not sep or key not in allowed or not value:
+                raise SpaceError(f"space {spec_text!r}: bad option {part!r}; expected NAME:cells=GENOTYPE.json"
+                                 f"[:channels=C][:cells_per_level=N][:stem_channels=S]")
+            if key == "cells":
+                backbone["genotype"] = value
+            else:
+                try:
+                    backbone[key] = int(value)
+                except ValueError:
+                    raise SpaceError(f"space {spec_text!r}: {key} must be an integer, got {value!r}") from None
+        if "genotype" not in backbone:
+            raise SpaceError(f"space {spec_text!r}: needs cells=GENOTYPE.json")
+        return backbone
+
     def genotype(self):
         from hwnas.cells.genotype import Genotype
 
