@@ -198,3 +198,43 @@ def test_journal_append_on_a_full_disk_names_the_journal_and_the_torn_row_is_ski
     assert kept == [0] or (kept[0] == 0 and len(kept) <= 2)
     assert all("line" in w and "one row lost" in w for w in warnings)
     assert [r["k"] for r in journal().read()] == kept + [99]
+
+
+@pytest.mark.slow  # 7-70 s depending on the load: two tiny searches
+def test_search_on_a_full_disk_says_so_and_resumes_from_its_cache(small_disk, tmp_path, capsys):
+    import re
+
+    import torch
+
+    from hwnas.checkpoint import save_checkpoint, space_record
+    from hwnas.data.synth import write_synthetic
+    from hwnas.space import create
+    from hwnas.supernet import Supernet
+    from lut.table import LatencyTable
+
+    torch.manual_seed(0)
+    space = create("inas-tiny")
+    keys = sorted({b.key for b in space.all_blocks([64])})
+    rows = [{"key": k, "kind": k.split()[0], "median_ms": 0.001 * (1 + len(k) + sum(map(ord, k)) % 97)} for k in keys]
+    lut = LatencyTable(rows, {"space": {"name": space.name, "hash": space.hash}, "resolutions": [64],
+                              "backend": {"name": "synthetic"}}).write(tmp_path / "tiny.parquet")
+    ckpt = save_checkpoint({"space": space_record(space), "model": Supernet(space).state_dict()}, tmp_path / "sn.pt")
+    write_synthetic(tmp_path / "data", 24, seed=0, size=64, val_fraction=0.25)
+    disk = small_disk("1m")
+    run = disk.root / "run"
+    argv = ["search", "--space", "inas-tiny", "--supernet", str(ckpt), "--lut", str(lut), "--data",
+            str(tmp_path / "data" / "val"), "--calib", str(tmp_path / "data" / "train"), "--out", str(run), "--quiet",
+            "--population", "8", "--groups", "2", "--keep", "4", "--iterations", "1", "--workers", "1",
+            "--val-images", "4", "--calib-batches", "1", "--batch-size", "4"]
+    disk.fill(leave_bytes=10_000)  # room for the cache journal, not for everything a search writes
+    assert main(argv) == 2
+    line = _one_error_line(capsys, "search")
+    assert line.startswith(f"hwnas search: error: {run}/") and line.endswith(f": {FULL}; free space and rerun to resume")
+    _no_staging_left(disk.root)
+
+    disk.make_room()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    computed = int(re.search(r"12 candidates evaluated \((\d+) computed by this run", err).group(1))
+    assert computed < 12  # what the failed run evaluated came back from its cache
+    assert len((run / "population.csv").read_text().splitlines()) == 1 + 12
