@@ -275,6 +275,10 @@ CASES = [
     ("os_errors", "supernet train --space inas-tiny --data {data} --out {regular}/r --steps 1 --batch-size 1", r"regular: is a file where"),
     ("os_errors", "export --space inas-tiny --arch smallest --formats onnx --out {regular}/e", r"regular: is a file where"),
     ("os_errors", "cells random --out /proc/hwnas-bad-inputs/g.json", r"/proc/hwnas-bad-inputs"),
+    ("os_errors", "search --synthetic --space inas-tiny --out {regular}/s --population 8 --groups 2 --keep 4 --iterations 1",
+     r"regular: is a file where a directory is needed"),
+    ("os_errors", "search --synthetic --space inas-tiny --out /proc/hwnas-bad-inputs --population 8 --groups 2 --keep 4",
+     r"/proc/hwnas-bad-inputs"),
     ("os_errors", "data synth --out /proc/hwnas-bad-inputs --n 10", r"/proc/hwnas-bad-inputs"),
     ("os_errors", "lut build --space inas-tiny --out /proc/hwnas-bad-inputs/t.parquet --no-progress", r"/proc/hwnas-bad-inputs"),
     ("os_errors", "cells random --out /proc/version", r"/proc/"),  # names the temp file beside it, for now

@@ -120,6 +120,9 @@ def _search(args) -> int:
 
     # everything cheap and refusable first: the LUT and the latency range, before loading data
     lat_min, lat_max = latency_range(space, latency, resolution, args.max_latency_ms)
+    from pathlib import Path
+
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, as one line, before any work
     dist = None
     if distributed:  # torchrun: rank 0 searches, every rank evaluates (hwnas.search.distributed)
         from hwnas.process_group import ProcessGroup
