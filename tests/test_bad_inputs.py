@@ -281,6 +281,7 @@ CASES = [
      r"/proc/hwnas-bad-inputs"),
     ("os_errors", "data synth --out /proc/hwnas-bad-inputs --n 10", r"/proc/hwnas-bad-inputs"),
     ("os_errors", "lut build --space inas-tiny --out /proc/hwnas-bad-inputs/t.parquet --no-progress", r"/proc/hwnas-bad-inputs"),
+    ("os_errors", "data synth --out /sys/fs/hwnas-bad-inputs --n 10", r"/sys/fs/hwnas-bad-inputs: (Operation not permitted|Read-only"),
     ("os_errors", "cells random --out /proc/version", r"/proc/"),  # names the temp file beside it, for now
     # ------------------------------------------------------------------------------- damaged
     *[("damaged", f"space show {{space_{name}}}", match) for name, match in (
@@ -361,6 +362,8 @@ def _skip_reason(argv: list[str]) -> str | None:
         return "this machine has the GPU the case pretends is missing"
     if "/proc/" in joined and not Path("/proc/version").exists():
         return "no /proc here"
+    if "/sys/fs/" in joined and not Path("/sys/fs").is_dir():
+        return "no /sys/fs here"
     return None
 
 
