@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from deploy.fileio import Journal  # noqa: E402
 from hwnas.arch import Arch  # noqa: E402
 from hwnas.search.evolution import SearchConfig, atomic_write_text, latency_range, normalized_hypervolume, search  # noqa: E402
 from hwnas.search.pareto import pareto_front  # noqa: E402
@@ -58,21 +59,11 @@ class Memo:
         self.values: dict[str, float] = {}
         self.computed = 0
         self.file = None
-        if path is not None:
-            if path.is_file():
-                lines = path.read_text().splitlines()
-                if lines and json.loads(lines[0]) != {"identity": identity}:
-                    sys.exit(f"{path} holds fitness values of another setting; use another --memo")
-                for line in lines[1:]:
-                    try:
-                        rec = json.loads(line)
-                        self.values[rec["arch"]] = float(rec["fitness"])
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue  # a line cut by a kill
-            fresh = not path.is_file() or path.stat().st_size == 0
-            self.file = open(path, "a")
-            if fresh:
-                self.file.write(json.dumps({"identity": identity}) + "\n")
+        if path is not None:  # refused when written with another setting, or by a second process now
+            self.file = Journal(path, identity, what=f"fitness memo {path}", header_key="identity",
+                                required=("arch", "fitness"), lost="one memoised fitness (computed again)").open()
+            for rec in self.file.rows:
+                self.values[rec["arch"]] = float(rec["fitness"])
 
     def map(self, archs: list[Arch]):
         todo = list({a.to_string(): a for a in archs if a.to_string() not in self.values}.values())
@@ -82,8 +73,7 @@ class Memo:
                 self.values[a.to_string()] = float(v)
                 self.computed += 1
                 if self.file is not None:
-                    self.file.write(json.dumps({"arch": a.to_string(), "fitness": float(v)}) + "\n")
-                    self.file.flush()
+                    self.file.append({"arch": a.to_string(), "fitness": float(v)})
         return [self.values[a.to_string()] for a in archs]
 
     def __call__(self, arch: Arch) -> float:

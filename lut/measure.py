@@ -43,14 +43,11 @@ def latency_model_kind(profiler) -> dict:
 def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) -> None:
     """Export a block (and its context graph) into ``folder``, atomically: a temporary folder renamed
     into place, so a killed export leaves nothing that looks complete."""
-    import os
-    import shutil
-    import tempfile
-
+    from deploy.fileio import atomic_path, first_line
     from lut.errors import LUTError
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    with atomic_path(folder, durable=False) as tmp:  # regenerable: a power loss costs a re-export
+        tmp.mkdir()
         suffix = profiler.artifact_suffix
         try:
             profiler.export(block.build(), block.example_inputs(), tmp / f"block{suffix}")
@@ -61,10 +58,7 @@ def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) 
         except OSError:  # disk full, permission: the CLI names the path and the cause
             raise
         except Exception as e:  # exporters raise many types; name the block
-            raise LUTError(f"exporting block {block.key!r} failed: {type(e).__name__}: {str(e).strip()[:300]}") from None
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            raise LUTError(f"exporting block {block.key!r} failed: {first_line(e, with_type=True)[:300]}") from None
 
 
 @dataclass

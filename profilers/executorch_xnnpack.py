@@ -111,7 +111,7 @@ class ExecuTorchXNNPACK(Profiler):
         try:
             module = portable_lib._load_for_executorch(str(path), enable_etdump=True)
         except Exception as e:  # the runtime raises RuntimeError/ValueError for bad programs
-            raise ProfilerError(f"{self.name}: cannot load {path}: {str(e).splitlines()[0]}") from None
+            raise ProfilerError(f"{self.name}: cannot load {path}: {first_line(e)}") from None
         g = torch.Generator().manual_seed(0)
         inputs = [torch.randn(s, generator=g) for s in input_shapes]
         for _ in range(max(3, runs // 4) + runs):
