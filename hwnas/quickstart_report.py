@@ -117,7 +117,7 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
     lines += ["", "## Stage wall times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in stage_seconds.items()]
     lines.append(f"| total | {sum(stage_seconds.values()):.0f} |")
-    from deploy.fileio import atomic_write_text
+    from deploy.fileio import atomic_write_json, atomic_write_text
 
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
@@ -125,5 +125,5 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
                "predicted_calibrated_ms": calibrated_ms,
                "measured": measured, "metrics": {k: metrics.get(k) for k in ("max_f", "mae", "s_measure", "max_e")},
                "stage_seconds": stage_seconds}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(out / "summary.json", summary)
     return path

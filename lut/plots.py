@@ -32,8 +32,11 @@ def scatter(measured_ms: Sequence[float], predicted: dict[str, Sequence[float]],
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = p.with_name(f".{p.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(p)
+    from deploy.fileio import atomic_path
+
+    try:
+        with atomic_path(p, durable=False) as tmp:  # a plot is regenerated from its data
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return p

@@ -97,11 +97,9 @@ def _train(args) -> int:
     print(f"test accuracy {result['test_accuracy']:.4f} (train {result['train_accuracy']:.4f}), "
           f"{result['params']} params, {result['seconds']} s")
     if args.out:
-        from pathlib import Path
+        from deploy.fileio import atomic_write_json
 
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(args.out, result)
     return 0
 
 

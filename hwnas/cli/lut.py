@@ -278,10 +278,9 @@ def _validate(args) -> int:
         print(f"shard {args.shard[0]}/{args.shard[1]}: measured; run without --shard to report")
         return 0
     report.update(lut=str(args.lut), space=t.space, backend=t.backend, device=prof.device_info(), protocol=t.protocol)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out_dir / "report.json")
+    from deploy.fileio import atomic_write_json
+
+    atomic_write_json(out_dir / "report.json", report)
     preds = {"plain sum": [m["raw_sum_ms"] for m in report["models"]]}
     if t.has_context:
         preds["context model"] = [m["model_ms"] for m in report["models"]]
