@@ -16,27 +16,27 @@ What it enforces, and why:
 * no unknown keys in the parts this schema describes, so a typo (``kernel_size`` for
   ``kernel_sizes``) is named instead of ignored.
 
-A cell backbone's genotype is checked by :mod:`hwnas.cells.genotype`; this module checks its
-numeric options.
+The backbone's part of the definition is checked by its class (``check_schema`` in
+:mod:`hwnas.backbones`, with the :class:`Schema` helpers below): a new backbone brings its own
+rules. A cell backbone's genotype is checked by :mod:`hwnas.cells.genotype`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from hwnas import backbones
 from hwnas.errors import SpaceError
+from hwnas.levels import NUM_LEVELS
 
-NUM_LEVELS = 5
 KERNEL_SIZES = (1, 3, 5, 7, 9)  # odd and single-digit: see the module docstring
 TOP_LEVEL_KEYS = ("name", "description", "resolutions", "stem", "se_ratio", "stages", "head", "backbone")
-STEM_KEYS = ("widths", "kernel_size", "stride")
-STAGE_KEYS = ("expand_ratio", "stride", "widths", "depths", "kernel_sizes")
 HEAD_KEYS = ("level_stages", "channels", "transport_kernel_sizes", "decoder_kernel_sizes")
-CELL_BACKBONE_INT_KEYS = ("channels", "cells_per_level", "stem_channels")
 
 
-class _Schema:
+class Schema:
+    """Field checks that raise :class:`SpaceError` naming the field and what is allowed."""
+
     def __init__(self, source: str):
         self.source = source
 
@@ -77,6 +77,19 @@ class _Schema:
             raise self.fail(field, f"choices must be distinct, got {out}")
         return out
 
+    def head(self, head: Any, level_stages: bool) -> dict:
+        """The ``head`` mapping: 5 channel counts and the kernel choices (and ``level_stages`` when the
+        backbone has stages to pick from; it is then returned unchecked for the backbone to check)."""
+        head = self.mapping(head, "head", HEAD_KEYS if level_stages else HEAD_KEYS[1:], HEAD_KEYS)
+        self.integers(head["channels"], "head.channels", length=NUM_LEVELS, distinct=False)
+        for key in ("transport_kernel_sizes", "decoder_kernel_sizes"):
+            self.integers(head[key], f"head.{key}", kernel=True)
+        return head
+
+    @staticmethod
+    def show(value: Any) -> str:
+        return _show(value)
+
 
 def _show(value: Any) -> str:
     text = repr(value)
@@ -85,7 +98,7 @@ def _show(value: Any) -> str:
 
 def check_space_config(config: Any, source: str) -> None:
     """Raise :class:`SpaceError` for the first field of ``config`` outside the schema."""
-    s = _Schema(source)
+    s = Schema(source)
     if not isinstance(config, dict):
         raise SpaceError(f"search space {source}: expected a mapping at the top level, got {type(config).__name__}")
     unknown = [k for k in config if k not in TOP_LEVEL_KEYS]
@@ -106,62 +119,9 @@ def check_space_config(config: Any, source: str) -> None:
         if not isinstance(backbone, dict) or not isinstance(backbone.get("type", "mbconv"), str):
             raise s.fail("backbone", f"expected a mapping with a 'type' (mbconv or cells), got {_show(backbone)}")
         kind = backbone.get("type", "mbconv")
-    if kind == "cells":
-        for key in CELL_BACKBONE_INT_KEYS:
-            if key in backbone:
-                s.integer(backbone[key], f"backbone.{key}")
-        head = s.mapping(config["head"], "head", HEAD_KEYS[1:], HEAD_KEYS)
-        _check_head_widths(s, head)
-        total_stride = 2**NUM_LEVELS
-    elif kind == "mbconv":
-        total_stride = _check_mbconv(s, config)
-    else:
-        return  # another backbone type: SearchSpace names the allowed ones
+    if kind not in backbones.names():
+        return  # SearchSpace names the allowed ones
+    total_stride = backbones.backbone_class(kind, source).check_schema(s, config)
     for r in resolutions:
         if r % total_stride:
             raise s.fail("resolutions", f"{r} is not divisible by the network's total stride {total_stride}")
-
-
-def _check_head_widths(s: _Schema, head: dict) -> None:
-    s.integers(head["channels"], "head.channels", length=NUM_LEVELS, distinct=False)
-    for key in ("transport_kernel_sizes", "decoder_kernel_sizes"):
-        s.integers(head[key], f"head.{key}", kernel=True)
-
-
-def _check_mbconv(s: _Schema, config: dict) -> int:
-    """Check stem, se_ratio, stages and head of an MBConv backbone; the network's total stride."""
-    for key in ("stem", "stages"):
-        if key not in config:
-            raise s.fail(key, "missing (an MBConv backbone needs stem and stages)")
-    stem = s.mapping(config["stem"], "stem", ("widths",), STEM_KEYS)
-    s.integers(stem["widths"], "stem.widths")
-    s.integer(stem.get("kernel_size", 3), "stem.kernel_size", kernel=True)
-    stride = s.integer(stem.get("stride", 2), "stem.stride")
-    se_ratio = config.get("se_ratio", 0.25)
-    if isinstance(se_ratio, bool) or not isinstance(se_ratio, (int, float)) or not math.isfinite(se_ratio) \
-            or not 0 <= se_ratio < 1:
-        raise s.fail("se_ratio", f"expected a number in [0, 1) (0 = no squeeze-excite), got {_show(se_ratio)}")
-    stages = config["stages"]
-    if not isinstance(stages, list) or not stages:
-        raise s.fail("stages", f"expected a non-empty list of stages, got {_show(stages)}")
-    strides = []
-    for i, st in enumerate(stages, 1):
-        field = f"stages[{i}]"
-        st = s.mapping(st, field, STAGE_KEYS, STAGE_KEYS)
-        s.integer(st["expand_ratio"], f"{field}.expand_ratio")
-        stride *= s.integer(st["stride"], f"{field}.stride")
-        strides.append(stride)
-        s.integers(st["widths"], f"{field}.widths")
-        s.integers(st["depths"], f"{field}.depths")
-        s.integers(st["kernel_sizes"], f"{field}.kernel_sizes", kernel=True)
-    head = s.mapping(config["head"], "head", HEAD_KEYS, HEAD_KEYS)
-    levels = s.integers(head["level_stages"], "head.level_stages", length=NUM_LEVELS)
-    if levels != sorted(levels) or levels[-1] > len(stages):
-        raise s.fail("head.level_stages", f"expected increasing stage numbers in 1..{len(stages)}, got {levels}")
-    for level, stage in enumerate(levels, 1):
-        if strides[stage - 1] != 2**level:
-            raise s.fail("head.level_stages",
-                         f"head level {level} needs features at stride {2**level}; stage {stage}'s output "
-                         f"has stride {strides[stage - 1]}")
-    _check_head_widths(s, head)
-    return strides[-1]

@@ -102,8 +102,11 @@ def test_toy_backbone_space_and_architectures(toy_space):
         sp.validate(Arch(64, 4, (StageArch(8, ((3,),)),), archs[0].transport, archs[0].decoder))
     with pytest.raises(ArchError, match=r"stem_width=8 .* allowed: \[4\]"):
         sp.validate(Arch(64, 8, (), archs[0].transport, archs[0].decoder))
-    with pytest.raises(SpaceError, match="resolution 48 is not divisible by the total stride 32"):
+    # the schema checks a new backbone's space too (its head, its total stride) before anything is built
+    with pytest.raises(SpaceError, match="resolutions: 48 is not divisible by the network's total stride 32"):
         SearchSpace({**TOY_SPACE, "resolutions": [48]})
+    with pytest.raises(SpaceError, match=r"head.channels: expected 5 entries"):
+        SearchSpace({**TOY_SPACE, "head": {**TOY_SPACE["head"], "channels": [4, 4, 8, 8]}})
 
 
 def test_toy_backbone_network_supernet_and_subnet(toy_space):

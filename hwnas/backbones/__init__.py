@@ -79,6 +79,14 @@ class Backbone:
         raise NotImplementedError
 
     @classmethod
+    def check_schema(cls, schema, config: dict[str, Any]) -> int:
+        """Check the types and ranges of this backbone's part of a raw space definition (and the head)
+        with :class:`hwnas.space_schema.Schema` ``schema``, before anything is built; return the
+        network's total stride (every resolution must divide by it)."""
+        schema.head(config["head"], level_stages=False)
+        return TOTAL_STRIDE
+
+    @classmethod
     def mapping_from_options(cls, options: str, spec_text: str) -> dict[str, Any]:
         """The ``backbone:`` mapping that ``create("NAME:<type>=...")`` puts under space NAME's head,
         from its option string (``<type>=VALUE[:key=VALUE...]``)."""

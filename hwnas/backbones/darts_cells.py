@@ -73,6 +73,14 @@ class CellsBackbone(FixedBackbone):
         return spec, stored
 
     @classmethod
+    def check_schema(cls, schema, config: dict[str, Any]) -> int:
+        backbone = config["backbone"]
+        for key in ("channels", "cells_per_level", "stem_channels"):
+            if key in backbone:
+                schema.integer(backbone[key], f"backbone.{key}")
+        return super().check_schema(schema, config)
+
+    @classmethod
     def mapping_from_options(cls, options: str, spec_text: str) -> dict[str, Any]:
         """``cells=PATH[:channels=C][:cells_per_level=N][:stem_channels=S]`` (PATH relative to the working folder)."""
         allowed = ("cells", "channels", "cells_per_level", "stem_channels")

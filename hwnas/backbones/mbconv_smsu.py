@@ -23,6 +23,7 @@ Latency-table keys::
 from __future__ import annotations
 
 import functools
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ from hwnas.arch import Arch, KernelSet, StageArch
 from hwnas.backbones import Backbone
 from hwnas.errors import ArchError, SpaceError
 from hwnas.levels import NUM_LEVELS, subsets
+
+STEM_KEYS = ("widths", "kernel_size", "stride")
+STAGE_KEYS = ("expand_ratio", "stride", "widths", "depths", "kernel_sizes")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,44 @@ class MBConvBackbone(Backbone):
                        float(config.get("se_ratio", 0.25)), stages,
                        tuple(int(x) for x in config["head"]["level_stages"]))
         return backbone, config
+
+    @classmethod
+    def check_schema(cls, schema, config: dict[str, Any]) -> int:
+        """Stem, se_ratio, stages and head (``level_stages``: stage i must output stride 2**i)."""
+        for key in ("stem", "stages"):
+            if key not in config:
+                raise schema.fail(key, "missing (an MBConv backbone needs stem and stages)")
+        stem = schema.mapping(config["stem"], "stem", ("widths",), STEM_KEYS)
+        schema.integers(stem["widths"], "stem.widths")
+        schema.integer(stem.get("kernel_size", 3), "stem.kernel_size", kernel=True)
+        stride = schema.integer(stem.get("stride", 2), "stem.stride")
+        se_ratio = config.get("se_ratio", 0.25)
+        if isinstance(se_ratio, bool) or not isinstance(se_ratio, (int, float)) or not math.isfinite(se_ratio) \
+                or not 0 <= se_ratio < 1:
+            raise schema.fail("se_ratio", f"expected a number in [0, 1) (0 = no squeeze-excite), got {schema.show(se_ratio)}")
+        stages = config["stages"]
+        if not isinstance(stages, list) or not stages:
+            raise schema.fail("stages", f"expected a non-empty list of stages, got {schema.show(stages)}")
+        strides = []
+        for i, st in enumerate(stages, 1):
+            field = f"stages[{i}]"
+            st = schema.mapping(st, field, STAGE_KEYS, STAGE_KEYS)
+            schema.integer(st["expand_ratio"], f"{field}.expand_ratio")
+            stride *= schema.integer(st["stride"], f"{field}.stride")
+            strides.append(stride)
+            schema.integers(st["widths"], f"{field}.widths")
+            schema.integers(st["depths"], f"{field}.depths")
+            schema.integers(st["kernel_sizes"], f"{field}.kernel_sizes", kernel=True)
+        head = schema.head(config["head"], level_stages=True)
+        levels = schema.integers(head["level_stages"], "head.level_stages", length=NUM_LEVELS)
+        if levels != sorted(levels) or levels[-1] > len(stages):
+            raise schema.fail("head.level_stages", f"expected increasing stage numbers in 1..{len(stages)}, got {levels}")
+        for level, stage in enumerate(levels, 1):
+            if strides[stage - 1] != 2**level:
+                raise schema.fail("head.level_stages",
+                                  f"head level {level} needs features at stride {2**level}; stage {stage}'s output "
+                                  f"has stride {strides[stage - 1]}")
+        return strides[-1]
 
     def check(self, source: str) -> None:
         if not self.stem_widths or not self.stages:
