@@ -118,3 +118,17 @@ def device(text: str) -> str:
         return check_device_spec(text)
     except HwnasError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` (a backend option); the value is read as JSON when it parses (``2``, ``true``,
+    ``"x"``), else kept as text."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a Python-style key, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hwnas.cli.argtypes import non_negative_float, positive_int
+from hwnas.cli.argtypes import key_value, non_negative_float, positive_int
 
 
 def add_backend_args(p, default_backend: str | None = "onnxruntime-cpu") -> None:
@@ -18,6 +18,9 @@ def add_backend_args(p, default_backend: str | None = "onnxruntime-cpu") -> None
     p.add_argument("--runs", type=positive_int, default=None, help="timed runs at least (default 50; 100 per block in `lut build`)")
     p.add_argument("--min-time-s", type=non_negative_float, default=None, help="timed seconds at least (default 1.0; 0.2 per block in `lut build`)")
     p.add_argument("--max-attempts", type=positive_int, default=None, help="re-measure an unstable result up to this many times")
+    p.add_argument("--backend-option", dest="backend_options", type=key_value, action="append", default=[],
+                   metavar="KEY=VALUE", help="a constructor option of the backend, e.g. optimization=basic for "
+                                             "onnxruntime-cpu (repeatable; recorded in the table)")
     p.add_argument("--clock", default=None, choices=["wall", "thread_cpu"],
                    help="wall (default) or thread_cpu: CPU time of the calling thread, robust to other jobs "
                         "on a shared machine; 1 thread only")
@@ -33,6 +36,7 @@ def make_profiler(args, protocol_defaults: dict | None = None, **backend_options
             fields[name] = getattr(args, name)
     protocol = Protocol(**fields)
     common = dict(threads=args.threads, precision=args.precision, protocol=protocol)
+    backend_options = {**dict(getattr(args, "backend_options", None) or []), **backend_options}
     if args.host:
         return profilers.get("ssh", host=args.host, backend=args.backend, remote_python=args.remote_python,
                              ssh_config=args.ssh_config, **common, **backend_options)
