@@ -77,7 +77,6 @@ class SearchSpace:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise SpaceError(f"search space {source}: malformed definition ({type(e).__name__}: {e})") from None
         self.config = config
-        self._check_definition()
 
     # what an architecture's backbone fields may be (``Arch.stem_width``, ``Arch.stages``)
     @property
@@ -100,18 +99,6 @@ class SearchSpace:
     @property
     def se_ratio(self) -> float:
         return self.backbone.se_ratio
-
-    def _check_definition(self) -> None:
-        src = self.source
-        if not self.resolutions:
-            raise SpaceError(f"search space {src}: resolutions must be non-empty")
-        self.backbone.check(src)
-        if len(self.head.channels) != NUM_LEVELS:
-            raise SpaceError(f"search space {src}: head.channels needs {NUM_LEVELS} entries")
-        total_stride = self.backbone.total_stride
-        for r in self.resolutions:
-            if r % total_stride:
-                raise SpaceError(f"search space {src}: resolution {r} is not divisible by the total stride {total_stride}")
 
     # ------------------------------------------------------------------------------ loading
     @classmethod

@@ -6,7 +6,7 @@ one :class:`Backbone` object (``space.backbone``), so the space, the static netw
 (:mod:`hwnas.model`), the supernet (:mod:`hwnas.supernet`) and the latency-table blocks
 (:mod:`hwnas.blocks`) never ask *which* backbone they hold:
 
-- parse and check its part of the space definition (:meth:`Backbone.from_config`, :meth:`Backbone.check`);
+- check and parse its part of the space definition (:meth:`Backbone.check_schema`, :meth:`Backbone.from_config`);
 - validate, sample and bound the backbone fields of an :class:`~hwnas.arch.Arch`
   (``stem_width``, ``stages``);
 - the channels and sides of the 5 levels it emits (:meth:`Backbone.level_widths`, ...);
@@ -91,9 +91,6 @@ class Backbone:
         """The ``backbone:`` mapping that ``create("NAME:<type>=...")`` puts under space NAME's head,
         from its option string (``<type>=VALUE[:key=VALUE...]``)."""
         raise SpaceError(f"space {spec_text!r}: a {cls.type} backbone cannot be put under another space's head")
-
-    def check(self, source: str) -> None:
-        """Raise :class:`SpaceError` when the definition is inconsistent (after parsing)."""
 
     @property
     def total_stride(self) -> int:

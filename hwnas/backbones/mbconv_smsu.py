@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 
 from hwnas.arch import Arch, KernelSet, StageArch
 from hwnas.backbones import Backbone
-from hwnas.errors import ArchError, SpaceError
+from hwnas.errors import ArchError
 from hwnas.levels import NUM_LEVELS, subsets
 
 STEM_KEYS = ("widths", "kernel_size", "stride")
@@ -118,21 +118,6 @@ class MBConvBackbone(Backbone):
                                   f"head level {level} needs features at stride {2**level}; stage {stage}'s output "
                                   f"has stride {strides[stage - 1]}")
         return strides[-1]
-
-    def check(self, source: str) -> None:
-        if not self.stem_widths or not self.stages:
-            raise SpaceError(f"search space {source}: stem widths and stages must be non-empty")
-        if len(self.level_stages) != NUM_LEVELS:
-            raise SpaceError(f"search space {source}: head.level_stages needs {NUM_LEVELS} entries")
-        if sorted(self.level_stages) != list(self.level_stages) or not all(
-            1 <= s <= len(self.stages) for s in self.level_stages
-        ):
-            raise SpaceError(f"search space {source}: head.level_stages must be increasing stage numbers 1..{len(self.stages)}")
-        for i, st in enumerate(self.stages, 1):
-            if not st.widths or not st.depths or not st.kernel_sizes or min(st.depths) < 1:
-                raise SpaceError(f"search space {source}: stage {i} needs widths, depths >= 1 and kernel_sizes")
-            if any(k % 2 == 0 for k in st.kernel_sizes):
-                raise SpaceError(f"search space {source}: stage {i} kernel sizes must be odd, got {st.kernel_sizes}")
 
     @property
     def total_stride(self) -> int:
