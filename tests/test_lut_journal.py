@@ -66,6 +66,33 @@ def _cli_build(out, *extra):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+_HOLDER = """
+import sys
+from lut.build import _journal, journal_path
+j = _journal(journal_path(sys.argv[1]), None).lock()  # what a running build holds
+print("locked", flush=True)
+sys.stdin.readline()
+j.close()
+"""
+
+
+def test_a_build_is_refused_while_another_process_builds_the_same_out(tmp_path):
+    from deploy.fileio import JournalLockedError
+
+    out = tmp_path / "t.parquet"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(JournalLockedError, match=rf"journal {journal_path(out)} is being written by pid {holder.pid} on host"):
+            build(synthetic_blocks(), ort(), out, SPACE, progress=False)
+        assert not journal_path(out).exists() and not out.exists()  # the refused build wrote nothing
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert len(build(synthetic_blocks()[:2], ort(), out, SPACE, progress=False).keys) == 2  # free again
+
+
+@pytest.mark.slow  # ~15-35 s: two real `hwnas lut build` processes
 def test_two_concurrent_builds_on_one_out_one_proceeds_the_other_is_refused(tmp_path):
     out = tmp_path / "t.parquet"
     first = _cli_build(out, "--limit", "12")  # ~6 s of measuring
