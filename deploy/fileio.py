@@ -143,7 +143,10 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:  # name the file the user asked for, not the staging folder
+        raise type(e)(e.errno, e.strerror or os.strerror(e.errno or 0), str(path)) from e
     staged = stage / path.name
     try:
         with writing_to(path):

@@ -74,6 +74,16 @@ def test_atomic_path_refuses_when_the_writer_wrote_nothing(tmp_path):
     assert not (tmp_path / "x.bin").exists()
 
 
+def test_atomic_write_errors_name_the_target(tmp_path):
+    with pytest.raises(OSError) as e:
+        atomic_write_text("/proc/hwnas-test.json", "x")  # no files can be made in /proc
+    assert e.value.filename == "/proc/hwnas-test.json"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError) as e:
+        atomic_write_text(tmp_path / "file" / "x.json", "x")  # a file where a directory should be
+    assert e.value.filename == str(tmp_path / "file")
+
+
 # ----------------------------------------------------------------------------- digests, texts
 def test_file_digest_of_file_and_directory(tmp_path):
     f = tmp_path / "a.bin"
