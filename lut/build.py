@@ -279,5 +279,9 @@ def merge(inputs: Sequence[str | Path], out: str | Path) -> LatencyTable:
         for r in more:
             by_key.setdefault(r["key"], r)
     table = LatencyTable([by_key[k] for k in sorted(by_key)], meta)
-    table.write(out)
+    lock = _journal(journal_path(out), None).lock()  # a build of ``out`` running now: refused, naming it
+    try:
+        table.write(out)
+    finally:
+        lock.close()
     return table

@@ -80,6 +80,7 @@ def test_a_build_is_refused_while_another_process_builds_the_same_out(tmp_path):
     from deploy.fileio import JournalLockedError
 
     out = tmp_path / "t.parquet"
+    build(synthetic_blocks(), ort(), tmp_path / "part.parquet", SPACE, progress=False, limit=1)  # a journal to merge
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
     try:
@@ -87,6 +88,9 @@ def test_a_build_is_refused_while_another_process_builds_the_same_out(tmp_path):
         with pytest.raises(JournalLockedError, match=rf"journal {journal_path(out)} is being written by pid {holder.pid} on host"):
             build(synthetic_blocks(), ort(), out, SPACE, progress=False)
         assert not journal_path(out).exists() and not out.exists()  # the refused build wrote nothing
+        with pytest.raises(JournalLockedError, match=rf"pid {holder.pid}"):  # nor merged into
+            merge([journal_path(tmp_path / "part.parquet")], out)
+        assert not out.exists()
     finally:
         holder.communicate("\n", timeout=60)
     assert len(build(synthetic_blocks()[:2], ort(), out, SPACE, progress=False).keys) == 2  # free again
