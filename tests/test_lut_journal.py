@@ -20,7 +20,7 @@ def _lines(path):
     return path.read_text().splitlines()
 
 
-def test_concatenated_journals_of_other_settings_are_refused_by_build_and_merge(tmp_path):
+def test_concatenated_journals_of_other_settings_are_refused_by_build_and_merge(tmp_path, capsys):
     blocks = synthetic_blocks()
     build(blocks, ort(threads=1), tmp_path / "a.parquet", SPACE, progress=False, limit=2)
     build(blocks, ort(threads=2), tmp_path / "b.parquet", SPACE, progress=False, limit=2)
@@ -32,6 +32,11 @@ def test_concatenated_journals_of_other_settings_are_refused_by_build_and_merge(
     with pytest.raises(IdentityError, match=r"mixed.parquet.journal.jsonl has a second header on line 4"):
         merge([ja, journal_path(mixed)], tmp_path / "m.parquet")
     assert not (tmp_path / "m.parquet").exists() and not mixed.exists()
+    from hwnas.cli import main  # the CLI: one line, exit 2
+
+    assert main(["lut", "merge", str(journal_path(mixed)), "--out", str(tmp_path / "m.parquet")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hwnas lut: error: journal ") and "second header on line 4" in err[0]
     # two journals of other settings given to merge: refused naming both files and the field
     with pytest.raises(Exception, match=r"cannot merge .*b.parquet.journal.jsonl into .*a.parquet.journal.jsonl.*threads"):
         merge([ja, jb], tmp_path / "m.parquet")
