@@ -73,15 +73,16 @@ def time_setting(space_name: str, resolution: int, device: str, args) -> dict:
     rng = random.Random(0)
     archs = [space.sample(rng, resolution=resolution) for _ in range(args.evals + 1)]
     fitness(archs[0])  # warm-up (allocator, first-call overheads)
-    seconds = []
+    seconds, cpu_seconds = [], []
     for arch in archs[1:]:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fitness(arch)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t0)
+        cpu_seconds.append(time.process_time() - c0)
     mean_s = statistics.fmean(seconds)
     default = SearchConfig(resolution=resolution)
     evaluations = default.population + default.iterations * default.keep
@@ -89,6 +90,10 @@ def time_setting(space_name: str, resolution: int, device: str, args) -> dict:
     row = {"space": space_name, "resolution": resolution, "device": device, "threads": torch.get_num_threads(),
            "evals_timed": len(seconds), "mean_s": round(mean_s, 4), "median_s": round(statistics.median(seconds), 4),
            "min_s": round(min(seconds), 4), "max_s": round(max(seconds), 4),
+           # CPU time of this (one-thread) process: what the wall time would be on an idle core
+           "mean_cpu_s": round(statistics.fmean(cpu_seconds), 4),
+           "idle_core_default_search_projected_hours": round(evaluations * statistics.fmean(cpu_seconds) / 3600
+                                                             / (args.workers if device == "cpu" else 1), 3),
            "evals_per_hour_per_process": round(per_hour),
            "default_search_evaluations": evaluations}
     if device == "cpu":
@@ -131,7 +136,9 @@ def main() -> int:
             rows.append(row)
             print(f"{space_name}@{res}px on {device}: {row['mean_s'] * 1000:.0f} ms per evaluation, "
                   f"{row['evals_per_hour']} evaluations/hour ({row.get('workers', 1)} process(es)); default search "
-                  f"({row['default_search_evaluations']} evaluations): {row['default_search_projected_hours'] * 60:.1f} min",
+                  f"({row['default_search_evaluations']} evaluations): {row['default_search_projected_hours'] * 60:.1f} min "
+                  f"(CPU time {row['mean_cpu_s'] * 1000:.0f} ms per evaluation: "
+                  f"{row['idle_core_default_search_projected_hours'] * 60:.1f} min on idle cores)",
                   file=sys.stderr)
     result = {"rows": rows, "skipped": skipped,
               "settings": {"val_images": args.val_images, "calib_batches": args.calib_batches, "batch_size": args.batch_size,

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--images", type=positive_int, default=None, help="synthetic images in all (default 1200)")
     p.add_argument("--iterations", type=positive_int, default=None, help="evolution iterations (default 4)")
     p.add_argument("--population", type=positive_int, default=None, help="initial population (default 100)")
+    p.add_argument("--predictor", choices=["none", "mlp", "gbt", "ridge"], default=None,
+                   help="accuracy predictor that pre-screens the LGS search's offspring (default gbt; none = plain LGS)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--smoke", action="store_true",
                    help="tiny settings (space inas-smoke, 24 images, 3 s of training, 1 timed run per block, ONNX only, "
@@ -33,7 +35,7 @@ def _run(args) -> int:
 
     cfg = QuickstartConfig.smoke(Path(args.out)) if args.smoke else QuickstartConfig(out=Path(args.out))
     cfg.seed, cfg.max_latency_ms = args.seed, args.max_latency_ms
-    for name in ("train_minutes", "images", "iterations", "population"):
+    for name in ("train_minutes", "images", "iterations", "population", "predictor"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
