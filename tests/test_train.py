@@ -124,7 +124,7 @@ def test_resume_after_kill_9_matches_uninterrupted_run(tiny_data, tmp_path):
     # a finished run rerun with other settings refuses instead of silently mixing runs
     bad = subprocess.run(_train_cmd(tiny_data, run, steps, ["--lr", "0.1"]), env=_env(), capture_output=True,
                          text=True, timeout=300)
-    assert bad.returncode == 2 and "different settings (lr: 0.002 -> 0.1)" in bad.stderr
+    assert bad.returncode == 2 and "other settings (lr: 0.002 vs 0.1;" in bad.stderr
     assert (run / "curve.png").stat().st_size > 1000
 
 

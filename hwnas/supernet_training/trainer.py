@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from deploy.fileio import atomic_write_text
+from deploy.fileio import atomic_write_text, check_identity
 from hwnas.errors import CheckpointError, DataError, HwnasError
 from hwnas.supernet_training.config import (
     CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, PLOT_NAME, SUMMARY_NAME, TrainConfig, changed_settings,
@@ -160,12 +160,9 @@ class Trainer:
         check_space(ckpt, self.space, path)
         check_resumable(ckpt, path)
         old = ckpt.get("config", {})
-        changed = changed_settings(old, self.cfg)
-        if changed:
-            raise CheckpointError(
-                f"{path} holds a run with different settings ({', '.join(f'{k}: {old[k]!r} -> {getattr(self.cfg, k)!r}' for k in changed)}); "
-                "use a new --out or the original settings"
-            )
+        changed = changed_settings(old, self.cfg)  # which settings count, and within what tolerance
+        check_identity({k: old[k] for k in changed}, {k: getattr(self.cfg, k) for k in changed},
+                       f"supernet checkpoint {path}")
         if ckpt.get("world_size", 1) != self.dist.world_size:
             raise CheckpointError(f"{path} was trained with {ckpt.get('world_size')} processes, "
                                   f"this run has {self.dist.world_size}; resume with the same number")
