@@ -270,11 +270,14 @@ def validate(table, calibration_cases: Sequence[ModelCase], validation_cases: Se
     pred_cal = [table.model_ms(c.keys) for c in calibration_cases]
     y_cal = [target(c) for c in calibration_cases]
     n_cal = [len(c.keys) for c in calibration_cases]
-    cal = (calibrate.fit(pred_cal, y_cal, n_cal, kind=calibration_kind)
-           if len(calibration_cases) >= calibrate.MIN_MODELS else None)
-    if cal:
-        cal["fitted_on"] = "model_ms" if table.has_context else "raw_sum_ms"
-    report = {"calibration": cal, "models": [], "latency_model": "context" if table.has_context else "plain sum",
+    cal, refused = None, None
+    if len(calibration_cases) >= calibrate.MIN_MODELS:
+        try:
+            cal = calibrate.fit(pred_cal, y_cal, n_cal, kind=calibration_kind)
+            cal["fitted_on"] = "model_ms" if table.has_context else "raw_sum_ms"
+        except LUTError as e:  # a refused fit (too few models, inverted ranks) still leaves the prediction's report
+            refused = str(e)
+    report = {"calibration": cal, "calibration_refused": refused, "models": [], "latency_model": "context" if table.has_context else "plain sum",
               "reference_ms": table.reference_ms, "call_ms": table.call_ms, "rounds": rounds}
     for c in validation_cases:
         m = measured[c.name]

@@ -300,6 +300,8 @@ def _validate(args) -> int:
         norm = (f"; drift-compensated median {r['normalized_median_pct']:.2f} %, p90 {r['normalized_p90_pct']:.2f} %"
                 if "normalized_median_pct" in r else "")
         print(f"test-retest (same models, two rounds): raw median {r['raw_median_pct']:.2f} %, p90 {r['raw_p90_pct']:.2f} %{norm}")
+    if report.get("calibration_refused"):
+        print(f"calibration not fitted: {report['calibration_refused']}")
     if report.get("calibration"):
         c = report["calibration"]
         print(f"calibration: {_describe(c)} (fit on {c['n_models']} other models)")
