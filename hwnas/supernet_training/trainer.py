@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from deploy.fileio import atomic_write_text, check_identity
+from deploy.fileio import Journal, atomic_write_text, check_identity
 from hwnas.errors import CheckpointError, DataError, HwnasError
 from hwnas.supernet_training.config import (
     CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, PLOT_NAME, SUMMARY_NAME, TrainConfig, changed_settings,
@@ -27,17 +27,9 @@ _ENDLESS = 10**12  # a budgeted run's loader end: the clock, not the sampler, en
 
 def load_log(path: Path, upto_step: int) -> list[dict[str, Any]]:
     """Log entries up to ``upto_step`` (later lines come from steps lost with a kill and are redone)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break  # the log is rewritten atomically; a torn line can only be the last one of an old format
-        if row.get("step", 0) <= upto_step:
-            rows.append(row)
-    return rows
+    # rewritten atomically, so never torn; a damaged line is skipped with a warning like every journal's
+    rows = Journal(path, None, what=f"training log {path}", lost="one log row (the curve misses a point)").read()
+    return [row for row in rows if row.get("step", 0) <= upto_step]
 
 
 def state_digest(module: torch.nn.Module) -> str:
