@@ -36,7 +36,7 @@ class GenotypeTrainConfig:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+def classification_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
     model.eval()
     correct = 0
     for xb, yb in batches(x, y, batch_size, shuffle=False):
@@ -78,8 +78,8 @@ def train_genotype(genotype: Genotype, data: ClassificationData, cfg: GenotypeTr
             bar.set_postfix(loss=f"{loss_value:.3f}")
     bar.close()
     return {
-        "test_accuracy": accuracy(model, test_x, test_y),
-        "train_accuracy": accuracy(model, train_x, train_y),
+        "test_accuracy": classification_accuracy(model, test_x, test_y),
+        "train_accuracy": classification_accuracy(model, train_x, train_y),
         "final_train_loss": loss_value,
         "params": sum(p.numel() for p in model.parameters()),
         "seconds": round(time.perf_counter() - t0, 2),
