@@ -7,14 +7,14 @@ on LiteRT's reference kernels are kept in each measurement's ``info``). Input te
 the timed region is ``invoke()`` only.
 
 Export goes through ``deploy.tflite_export`` (``litert-torch``), which takes seconds per model
-(~8-20 s here, against ~0.02 s for a TorchScript ONNX block). Two things keep a table of hundreds
-of blocks affordable:
-
-* a conversion cache: :meth:`LiteRT.export` keys each module by its structure (module classes,
-  their configuration attributes, parameter shapes, input shapes; never the weight values, which do
-  not change latency) and reuses a cached ``.tflite`` for a structure it has converted before;
-* :func:`convert_ahead` fills that cache in worker processes before timing starts (conversion is
-  single-threaded Python; 2 workers on 2 cores halve the wall time of a cold table).
+(~2-20 s here, against ~0.02 s for a TorchScript ONNX block). Two things keep a table of hundreds
+of blocks affordable: ``lut``'s builder exports every block ahead of timing in worker processes
+(``lut.measure.BlockMeter.export_ahead``; this profiler pickles), and a conversion cache:
+:meth:`LiteRT.export` keys each module by its structure (module classes, their configuration
+attributes, parameter and input shapes; never the weight values, which do not change latency) and
+reuses the ``.tflite`` of a structure converted before — by another build, another process, or the
+same build's reference and context graphs. The cache lives in ``~/.cache/hwnas/litert`` (or
+``$HWNAS_LITERT_CACHE``; empty turns it off), one folder per litert-torch and torch version.
 
 The measuring side needs only ``ai-edge-litert`` and numpy (no torch), so ``profilers.runner``
 measures ``.tflite`` files on a host that cannot convert.
@@ -26,7 +26,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from deploy.fileio import first_line
 from profilers.base import Profiler, Shape
@@ -94,51 +94,6 @@ class _Cache:
         return path if path is not None and path.is_file() else None
 
 
-def _convert_into_cache(job: tuple) -> str:
-    """Worker: convert one module into the cache (atomic, so a killed worker leaves no torn file)."""
-    module, inputs, target = job
-    from deploy.tflite_export import export_tflite
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return str(export_tflite(module, tuple(inputs), Path(target)))
-
-
-def convert_ahead(items: Iterable[tuple], cache_dir: str | Path | None = None, workers: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> list[Path]:
-    """Convert ``items`` — ``(module, example_inputs)`` pairs — into the conversion cache in
-    ``workers`` processes (default: CPU count, at most the number of missing conversions), before
-    any timing. Returns each item's cached ``.tflite`` in order. Structures already cached are not
-    converted again; duplicates are converted once. ``progress(done, total)`` after each conversion.
-
-    The workers are started with ``spawn``: the converter's JAX runtime is multithreaded, and a
-    forked child of a process that imported it can deadlock. Each module must pickle (hwnas blocks do).
-    """
-    import concurrent.futures as cf
-    import multiprocessing
-
-    cache = _Cache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    if cache.root is None:
-        raise ProfilerError("litert: convert_ahead needs a cache folder (cache_dir, or unset HWNAS_LITERT_CACHE='')")
-    items = list(items)
-    keys = [structure_key(module, inputs) for module, inputs in items]
-    missing = {}
-    for (module, inputs), key in zip(items, keys):
-        if cache.get(key) is None and key not in missing:
-            missing[key] = (module.eval(), tuple(inputs), str(cache.path(key)))
-    if missing:
-        cache.root.mkdir(parents=True, exist_ok=True)
-        n = max(1, min(workers or os.cpu_count() or 1, len(missing)))
-        done = 0
-        with cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_convert_into_cache, job): key for key, job in missing.items()}
-            for fut in cf.as_completed(futures):
-                fut.result()  # an ExportError names the format and the cause
-                done += 1
-                if progress:
-                    progress(done, len(missing))
-    return [cache.path(k) for k in keys]
-
-
 class LiteRT(Profiler):
     name = "litert"
     artifact_suffix = ".tflite"
@@ -190,11 +145,6 @@ class LiteRT(Profiler):
         shutil.copyfile(cached, path)  # a copy: the caller may delete its artifact
         return Path(path)
 
-    def export_ahead(self, items: Iterable[tuple], workers: int | None = None, progress=None) -> list[Path]:
-        """:func:`convert_ahead` into this profiler's cache: ``items`` are ``(module, example_inputs)``."""
-        if self.cache.root is None:
-            return []
-        return convert_ahead(items, self.cache.root.parent, workers, progress)
 
     # ------------------------------------------------------------------ measuring
     def prepare(self, path: Path, input_shapes: Sequence[Shape]) -> Callable[[], object]:

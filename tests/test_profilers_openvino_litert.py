@@ -104,15 +104,18 @@ def test_litert_measures_inside_xnnpack_and_caches_conversions(tmp_path, monkeyp
 
 
 @needs_litert
-def test_convert_ahead_fills_the_cache_in_worker_processes(tmp_path, monkeypatch):
+def test_litert_profiler_pickles_and_its_cache_outlives_the_process(tmp_path, monkeypatch):
+    """lut's builder sends the profiler to spawn workers to export blocks ahead of timing; a
+    conversion made there (or by an earlier build) serves every later export of that structure."""
+    import pickle
+
     import deploy.tflite_export as tfl
 
     prof = profilers.get("litert", threads=1, protocol=FAST, cache_dir=str(tmp_path / "cache"))
-    paths = prof.export_ahead([(conv(), X), (conv(seed=3), X)], workers=2)  # one structure: converted once
-    assert paths[0] == paths[1] and paths[0].is_file()
-    monkeypatch.setattr(tfl, "export_tflite", lambda *a, **k: pytest.fail("not converted ahead"))
-    art = prof.export(conv(), X, tmp_path / "block.tflite")
-    assert art.read_bytes() == paths[0].read_bytes()
+    first = pickle.loads(pickle.dumps(prof)).export(conv(), X, tmp_path / "w" / "block.tflite")  # "the worker"
+    monkeypatch.setattr(tfl, "export_tflite", lambda *a, **k: pytest.fail("converted again"))
+    again = profilers.get("litert", cache_dir=str(tmp_path / "cache")).export(conv(seed=3), X, tmp_path / "b.tflite")
+    assert again.read_bytes() == first.read_bytes()
 
 
 @needs_openvino
