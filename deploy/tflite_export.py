@@ -9,7 +9,8 @@ export reports which ops the delegate took (:func:`xnnpack_delegation`) and warn
 convolution is left outside it.
 
 Conversion takes seconds per model (~8-20 s here): a latency table converts its blocks ahead of
-timing in worker processes (``profilers.litert.convert_ahead``).
+timing in worker processes (``lut.measure.BlockMeter.export_ahead``), and the ``litert`` profiler
+caches conversions by module structure.
 """
 
 from __future__ import annotations
