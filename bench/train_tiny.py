@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from deploy.fileio import atomic_write_json
+from deploy.fileio import Journal, atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,9 +95,10 @@ def main() -> int:
     summary = json.loads((out / "summary.json").read_text())
     result["train"] = summary
     result["loadavg_after_train"] = os.getloadavg()
-    loads = [json.loads(line).get("loadavg_1m", 0.0) for line in (out / "log.jsonl").read_text().splitlines()]
+    log = Journal(out / "log.jsonl", None, what="training log").read()
+    loads = [row.get("loadavg_1m", 0.0) for row in log]
     result["loadavg_1m_during_train_mean"] = round(sum(loads) / max(1, len(loads)), 2)
-    result["train_step_s_median"] = sorted(json.loads(line)["step_s"] for line in (out / "log.jsonl").read_text().splitlines())[len(loads) // 2]
+    result["train_step_s_median"] = sorted(row["step_s"] for row in log)[len(loads) // 2]
 
     net = load_supernet(out / "supernet.pt", space)
     result["largest_val"] = _score(net, space, space.largest(), data, args.calib_batches, args.batch_size)
