@@ -62,6 +62,9 @@ class Memo:
         if path is not None:  # refused when written with another setting, or by a second process now
             self.file = Journal(path, identity, what=f"fitness memo {path}", header_key="identity",
                                 required=("arch", "fitness"), lost="one memoised fitness (computed again)").open()
+            import atexit
+
+            atexit.register(self.file.close)  # releases the lock (a killed run's is taken over with a warning)
             for rec in self.file.rows:
                 self.values[rec["arch"]] = float(rec["fitness"])
 
