@@ -97,7 +97,8 @@ def test_cli_help_lists_the_options():
     out = subprocess.run([sys.executable, "-m", "hwnas", "search", "--help"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0
-    for flag in ("--max-latency-ms", "--population", "--groups", "--iterations", "--seed", "--sampler", "--out"):
+    for flag in ("--max-latency-ms", "--population", "--groups", "--iterations", "--seed", "--sampler", "--out",
+                 "--predictor", "--screen-factor", "--explore", "--device", "--synthetic"):
         assert flag in out.stdout
 
 
@@ -113,3 +114,13 @@ def test_lut_latency_matches_the_table_sum(assets):
     assert lat(arch) == pytest.approx(sum(table.median_ms(b.key) for b in space.blocks(arch)))
     assert lat.resolutions == [RES]
     assert MacsLatencyModel(space)(arch) > 0
+
+
+def test_cli_needs_the_four_inputs_unless_synthetic(tmp_path, capsys):
+    assert main(["search", "--out", str(tmp_path / "run"), "--lut", "x.parquet"]) == 2
+    assert "--supernet, --data, --calib required (or --synthetic" in capsys.readouterr().err
+    assert main(["search", "--synthetic", "--predictor", "gbt", "--population", "12", "--groups", "3", "--keep", "3",
+                 "--iterations", "1", "--quiet", "--out", str(tmp_path / "syn")]) == 0
+    summary = json.loads((tmp_path / "syn" / "search.json").read_text())
+    assert summary["config"]["predictor"] == "gbt" and summary["evaluated"] == 15 and summary["predicted"] > 3
+    assert f"{summary['predicted']} offspring scored by the gbt predictor" in capsys.readouterr().err
