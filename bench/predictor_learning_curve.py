@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from deploy.fileio import Journal  # noqa: E402
 from hwnas.arch import Arch  # noqa: E402
 from hwnas.search.evolution import atomic_write_text, latency_range  # noqa: E402
 from hwnas.search.predictor import ArchEncoder, kendall_tau, make_predictor  # noqa: E402
@@ -49,8 +50,7 @@ def main() -> int:
     latency = LutLatency.from_file(args.lut, space, calibrated=False)
     lo, hi = latency_range(space, latency, args.resolution)
     encoder = ArchEncoder(Genome(space, args.resolution), lo, hi)
-    lines = Path(args.memo).read_text().splitlines()
-    rows = [json.loads(x) for x in lines[1:] if x.strip()]
+    rows = Journal(args.memo, None, what=f"fitness memo {args.memo}", header_key="identity", required=("arch", "fitness")).read()
     archs = [Arch.from_string(r["arch"]) for r in rows]
     X = np.stack([encoder.encode(a, latency(a)) for a in archs])
     y = np.array([r["fitness"] for r in rows])
