@@ -15,29 +15,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from deploy.tensorrt_export import JETSON_TRTEXEC as JETPACK_TRTEXEC  # one lookup of trtexec, in deploy
+from deploy.tensorrt_export import find_trtexec
 from profilers.base import Profiler, Shape
 from profilers.errors import ProfilerError
 from profilers.fingerprint import nvidia_smi_info
 from profilers.stats import Measurement, from_external_samples
 
-JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 TIMES_MARK = "@@HWNAS-TRTEXEC-TIMES@@"
-
-
-def find_trtexec() -> str | None:
-    found = shutil.which("trtexec")
-    if found:
-        return found
-    return JETPACK_TRTEXEC if os.access(JETPACK_TRTEXEC, os.X_OK) else None
 
 
 def parse_times(text: str) -> list[float]:
