@@ -121,7 +121,8 @@ def test_statistics_match_numpy():
 # ----------------------------------------------------------------------------- registry
 def test_registry_lists_every_backend_with_a_reason():
     av = profilers.available()
-    assert set(av) == {"onnxruntime-cpu", "executorch-xnnpack", "torch-cpu", "torch-cuda", "tensorrt", "ssh", "adb"}
+    assert set(av) == {"onnxruntime-cpu", "executorch-xnnpack", "openvino-cpu", "litert", "torch-cpu", "torch-cuda",
+                       "tensorrt", "ssh", "adb"}
     for name, (ok, reason) in av.items():
         assert isinstance(ok, bool) and reason, name
     assert av["onnxruntime-cpu"][0] and av["torch-cpu"][0]
