@@ -313,5 +313,14 @@ class LatencyTable:
         if len(med):
             lines.append(f"median_ms  min {med.min():.4f}  median {np.median(med):.4f}  max {med.max():.4f}  "
                          f"sum {med.sum():.2f}; unstable rows {int(self.rows['unstable'].sum())}")
-        lines.append(f"calibration {cal if cal else 'none (predict_ms returns the raw sum)'}")
+        lm = self.metadata.get("latency_model")
+        if self.has_context:
+            ctx = self.rows["context_ms"].to_numpy(dtype=float)
+            lines.append(f"latency    context model ({lm.get('context')}): call overhead {self.call_ms:.4f} ms + block context costs "
+                         f"(sum {ctx.sum():.2f} ms, {100 * ctx.sum() / med.sum():.0f} % of the isolated medians); "
+                         + (f"reference {lm.get('reference')}, median {self.reference_ms:.4f} ms" if self.reference_ms
+                            else "no drift reference"))
+        else:
+            lines.append("latency    plain sum of isolated medians (table built before hwnas measured context costs)")
+        lines.append(f"calibration {cal if cal else 'none (predictions are uncalibrated)'}")
         return "\n".join(lines)
