@@ -36,7 +36,7 @@ def latency_model_kind(profiler) -> dict:
     """How a table built with ``profiler`` measures context costs; tables of different kinds never mix."""
     interleaved = bool(getattr(profiler, "can_interleave", False))
     profiled = interleaved and bool(getattr(profiler, "has_node_profile", False))
-    return {"version": 1, "reference": REFERENCE_NAME if interleaved else None,
+    return {"version": 2, "reference": REFERENCE_NAME if interleaved else None,
             "context": "node-profile" if profiled else "call-overhead"}
 
 

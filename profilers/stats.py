@@ -163,25 +163,37 @@ def time_callable(run: Callable[[], object], protocol: Protocol, clock: Callable
     return best
 
 
+# runs per turn in an interleaved window; the first run after a switch is not recorded (see time_interleaved)
+INTERLEAVE_BATCH = 3
+
+
 def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, seed: int = 0,
-                     clock: Callable[[], float] | None = None, info: dict | None = None) -> dict[str, Measurement]:
+                     clock: Callable[[], float] | None = None, info: dict | None = None,
+                     batch: int = INTERLEAVE_BATCH) -> dict[str, Measurement]:
     """Measure several prepared callables side by side: randomised interleaved trials.
 
-    Each cycle calls every callable once, in a fresh random order (Abedi & Brecht, ICPE'17; duet
-    benchmarking, Bulej et al., ICPE'20), so a slow spell of the machine lands on all of them
-    alike and their *ratios* stay put even when their absolute times drift. Warm-up and the
-    timed window follow ``protocol`` (each callable gets >= ``runs`` samples; the window lasts
-    >= ``min_time_s``). Returns one :class:`Measurement` per name; re-measured (up to
-    ``max_attempts``) while the first name's IQR/median is past ``unstable_iqr``.
+    Each cycle gives every callable one turn, in a fresh random order (Abedi & Brecht, ICPE'17;
+    duet benchmarking, Bulej et al., ICPE'20), so a slow spell of the machine lands on all of them
+    alike and their *ratios* stay put even when their absolute times drift. A turn is ``batch``
+    runs back to back of which the first is not recorded: right after a switch a callable runs in
+    the caches its predecessor left (measured: a small reference model interleaved run for run ran
+    ~5 % slower beside whole models than beside single blocks), while the recorded runs see the
+    warm caches a back-to-back benchmark sees. Warm-up and the timed window follow ``protocol``
+    (each callable gets >= ``runs`` samples; the window lasts >= ``min_time_s``). Returns one
+    :class:`Measurement` per name; re-measured (up to ``max_attempts``) while the first name's
+    IQR/median is past ``unstable_iqr``.
     """
     import random as _random
 
     if not runs:
         raise ProfilerError("nothing to time")
+    if batch < 1:
+        raise ProfilerError(f"batch must be >= 1, got {batch}")
     if clock is None:
         clock = time.thread_time if protocol.clock == "thread_cpu" else time.perf_counter
     names = list(runs)
     rng = _random.Random(seed)
+    skip = 1 if batch > 1 else 0
     best: dict[str, Measurement] | None = None
     for attempt in range(1, protocol.max_attempts + 1):
         warm, t0 = 0, clock()
@@ -191,17 +203,20 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
             warm += 1
         samples: dict[str, list[float]] = {n: [] for n in names}
         t_start = clock()
-        cycles = 0
-        while (cycles < protocol.runs or clock() - t_start < protocol.min_time_s) and cycles < protocol.max_runs:
+        while ((len(samples[names[0]]) < protocol.runs or clock() - t_start < protocol.min_time_s)
+               and len(samples[names[0]]) < protocol.max_runs):
             order = names[:]
             rng.shuffle(order)
             for n in order:
-                a = clock()
-                runs[n]()
-                samples[n].append((clock() - a) * 1e3)
-            cycles += 1
+                run = runs[n]
+                for k in range(batch):
+                    a = clock()
+                    run()
+                    if k >= skip:
+                        samples[n].append((clock() - a) * 1e3)
         got = {n: Measurement.from_samples(samples[n], warm, protocol.unstable_iqr, attempt,
-                                           dict(info or {}, interleaved_with=[m for m in names if m != n]))
+                                           dict(info or {}, interleaved_with=[m for m in names if m != n],
+                                                interleave_batch=batch))
                for n in names}
         if best is None or got[names[0]].iqr_over_median < best[names[0]].iqr_over_median:
             best = got
