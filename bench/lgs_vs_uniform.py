@@ -15,7 +15,6 @@ record, 0).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -24,9 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.fileio import file_digest
-from hwnas.search.evolution import SearchConfig, atomic_write_text, latency_range, normalized_hypervolume, search  # noqa: E402
+from hwnas.search.evolution import SearchConfig, latency_range, normalized_hypervolume, search  # noqa: E402
 from hwnas.search.pareto import pareto_front  # noqa: E402
 from hwnas.space import create  # noqa: E402
+
+from _common import latency_source, write_result  # noqa: E402  (bench/ is on the path of a script run from it)
 
 
 def main() -> int:
@@ -51,18 +52,7 @@ def main() -> int:
     args = ap.parse_args()
 
     space = create(args.space)
-    if args.lut:
-        from hwnas.search.fitness import LutLatency
-
-        latency = LutLatency.from_file(args.lut, space)
-        lat_source = {"kind": "lut", "path": args.lut, "sha256": file_digest(args.lut)[:16]}
-        res = args.resolution or latency.resolutions[0]
-    else:
-        from hwnas.search.synthetic import MacsLatencyModel
-
-        latency = MacsLatencyModel(space)
-        lat_source = {"kind": "synthetic MacsLatencyModel (not measured)"}
-        res = args.resolution or min(space.resolutions)
+    latency, lat_source, res = latency_source(space, args.lut, args.resolution)
     pool = None
     if args.supernet:
         if not (args.data and args.calib):
@@ -132,10 +122,7 @@ def main() -> int:
         "lgs_ge_uniform_all_seeds": all(r["lgs_ge_uniform"] for r in runs),
         "cpus": os.cpu_count(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_result(args.out, result)
     return 0 if result["lgs_ge_uniform_all_seeds"] else 1
 
 

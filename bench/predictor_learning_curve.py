@@ -12,7 +12,6 @@ screening; the quickstart 100.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -21,11 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import write_result  # noqa: E402  (bench/ is on the path of a script run from it)
+
 import numpy as np  # noqa: E402
 
 from deploy.fileio import Journal  # noqa: E402
 from hwnas.arch import Arch  # noqa: E402
-from hwnas.search.evolution import atomic_write_text, latency_range  # noqa: E402
+from hwnas.search.evolution import latency_range  # noqa: E402
 from hwnas.search.predictor import ArchEncoder, kendall_tau, make_predictor  # noqa: E402
 from hwnas.search.sampling import Genome  # noqa: E402
 
@@ -73,10 +74,7 @@ def main() -> int:
               "tau_mean": {p: {str(n): float(np.mean(v)) for n, v in by_n.items()} for p, by_n in curve.items()},
               "tau_all": {p: {str(n): v for n, v in by_n.items()} for p, by_n in curve.items()},
               "seconds": round(time.perf_counter() - t0, 1), "host": {"cpus": os.cpu_count(), "load_average": os.getloadavg()}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_result(args.out, result)
     return 0
 
 

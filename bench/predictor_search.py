@@ -46,6 +46,8 @@ from hwnas.search.predictor import ArchEncoder, kendall_tau, make_predictor  # n
 from hwnas.search.sampling import Genome, group_edges, group_of  # noqa: E402
 from hwnas.space import create  # noqa: E402
 
+from _common import latency_source, write_result  # noqa: E402  (bench/ is on the path of a script run from it)
+
 
 class Memo:
     """One fitness memo shared by every search of the run (values depend on the architecture only).
@@ -154,19 +156,7 @@ def main() -> int:
 
     t_start = time.perf_counter()
     space = create(args.space)
-    if args.lut:
-        from hwnas.search.fitness import LutLatency, file_digest
-
-        latency = LutLatency.from_file(args.lut, space, calibrated=not args.uncalibrated_lut)
-        lat_source = {"kind": "lut", "path": args.lut, "sha256": file_digest(args.lut),
-                      "calibrated": not args.uncalibrated_lut and bool(latency.table.calibration)}
-        res = args.resolution or latency.resolutions[0]
-    else:
-        from hwnas.search.synthetic import MacsLatencyModel
-
-        latency = MacsLatencyModel(space)
-        lat_source = {"kind": "synthetic MacsLatencyModel (not measured)"}
-        res = args.resolution or min(space.resolutions)
+    latency, lat_source, res = latency_source(space, args.lut, args.resolution, calibrated=not args.uncalibrated_lut)
     pool = None
     if args.supernet:
         if not (args.data and args.calib):
@@ -288,10 +278,8 @@ def main() -> int:
         "fitness_computed": computed, "wall_seconds": round(time.perf_counter() - t_start, 1),
         "host": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out} ({computed} fitness evaluations computed, {result['wall_seconds']:.0f} s)", file=sys.stderr)
+    write_result(args.out, result)
+    print(f"({computed} fitness evaluations computed, {result['wall_seconds']:.0f} s)", file=sys.stderr)
     return 0
 
 

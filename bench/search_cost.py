@@ -17,7 +17,6 @@ resolution) or are random tensors.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -27,7 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hwnas.search.evolution import SearchConfig, atomic_write_text  # noqa: E402
+from _common import write_result  # noqa: E402  (bench/ is on the path of a script run from it)
+
+from hwnas.search.evolution import SearchConfig  # noqa: E402
 from profilers.fingerprint import cpu_model  # noqa: E402
 
 SETTINGS = [("inas-tiny", 64), ("inas-sod", 320)]
@@ -145,10 +146,7 @@ def main() -> int:
                            "data": args.data or "random tensors", "supernet": args.supernet or "fresh weights"},
               "host": {"cpu": cpu_model(), "cpus": os.cpu_count(),
                        "load_average": os.getloadavg(), "torch": torch.__version__}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_result(args.out, result)
     return 0
 
 

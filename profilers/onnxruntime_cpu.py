@@ -22,7 +22,6 @@ from typing import Sequence
 from deploy.fileio import first_line
 from profilers.base import Profiler, Shape
 from profilers.errors import ProfilerError
-from profilers.stats import Measurement  # noqa: F401  (re-exported for callers of this module)
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 EXPORTERS = ("dynamo", "torchscript")
@@ -131,7 +130,6 @@ class OnnxRuntimeCPU(Profiler):
         import json
         import tempfile
 
-        import numpy as np
         import onnx
 
         from profilers.base import NodeProfile, ProfiledNode

@@ -429,7 +429,7 @@ def test_cli_profilers_list(capsys):
 def test_cli_build_validate_calibrate_end_to_end(tmp_path, capsys):
     """The whole CLI path on a micro space: build, validate (spread models, calibration), save, predict."""
     from hwnas.cli import main
-    from test_ssh import MICRO_SPACE
+    from _spaces import MICRO_SPACE
 
     space = tmp_path / "micro.yaml"
     space.write_text(MICRO_SPACE)

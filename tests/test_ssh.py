@@ -24,6 +24,8 @@ import profilers
 from profilers.errors import ProfilerError
 from profilers.stats import Protocol
 
+from _spaces import MICRO_SPACE
+
 pytestmark = pytest.mark.ssh
 
 FAST = Protocol(warmup_runs=10, warmup_s=0.2, runs=20, min_time_s=0.0, max_attempts=1)
@@ -183,25 +185,3 @@ def test_cli_remote_build_matches_local(sshd, tmp_path):
                     sshd["ssh_config"], "--remote-python", sys.executable], check=True, capture_output=True)
     a, b = LatencyTable.read(tmp_path / "local.parquet"), LatencyTable.read(tmp_path / "remote.parquet")
     assert sorted(a.keys) == sorted(b.keys) and len(a) > 20
-
-
-MICRO_SPACE = """\
-name: micro
-description: inas structure at the smallest size, for tests
-resolutions: [32]
-stem: {widths: [4], kernel_size: 3, stride: 2}
-se_ratio: 0.25
-stages:
-  - {expand_ratio: 1, stride: 1, widths: [4], depths: [1], kernel_sizes: [3]}
-  - {expand_ratio: 2, stride: 2, widths: [4], depths: [1], kernel_sizes: [3]}
-  - {expand_ratio: 2, stride: 2, widths: [8], depths: [1], kernel_sizes: [3]}
-  - {expand_ratio: 2, stride: 2, widths: [8], depths: [1], kernel_sizes: [3]}
-  - {expand_ratio: 2, stride: 1, widths: [8], depths: [1], kernel_sizes: [3]}
-  - {expand_ratio: 2, stride: 2, widths: [8], depths: [1], kernel_sizes: [3]}
-  - {expand_ratio: 2, stride: 1, widths: [8], depths: [1], kernel_sizes: [3]}
-head:
-  level_stages: [1, 2, 3, 5, 7]
-  channels: [4, 4, 8, 8, 8]
-  transport_kernel_sizes: [3]
-  decoder_kernel_sizes: [3]
-"""

@@ -1,0 +1,36 @@
+"""Pieces the search benchmarks share: the latency source of a search and writing a result file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def latency_source(space, lut: str | None, resolution: int | None, calibrated: bool = True):
+    """(latency model, its description for the result file, resolution): the table at ``lut``, or the
+    synthetic MAC-count model (not measured) when there is none."""
+    from deploy.fileio import file_digest
+
+    if lut:
+        from hwnas.search.fitness import LutLatency
+
+        latency = LutLatency.from_file(lut, space, calibrated=calibrated)
+        source = {"kind": "lut", "path": lut, "sha256": file_digest(lut),
+                  "calibrated": calibrated and bool(latency.table.calibration)}
+        return latency, source, resolution or latency.resolutions[0]
+    from hwnas.search.synthetic import MacsLatencyModel
+
+    return (MacsLatencyModel(space), {"kind": "synthetic MacsLatencyModel (not measured)"},
+            resolution or min(space.resolutions))
+
+
+def write_result(out: str | Path, result: dict) -> Path:
+    """The benchmark's JSON result, written atomically; says where on stderr."""
+    from deploy.fileio import atomic_write_text
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return out
