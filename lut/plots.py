@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Sequence
 
 
-def scatter(measured_ms: Sequence[float], predicted: dict[str, Sequence[float]], path: str | Path, title: str = "") -> Path:
+def scatter(measured_ms: Sequence[float], predicted: dict[str, Sequence[float]], path: str | Path, title: str = "",
+            xlabel: str = "measured latency (ms)") -> Path:
     """``predicted`` maps a label (e.g. "raw sum", "calibrated") to predictions aligned with ``measured_ms``."""
     import matplotlib
 
@@ -27,7 +28,7 @@ def scatter(measured_ms: Sequence[float], predicted: dict[str, Sequence[float]],
         ax.scatter(y, np.asarray(pred, dtype=float), s=14, marker=marker, label=label, alpha=0.8)
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel("measured latency (ms)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("predicted latency (ms)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)

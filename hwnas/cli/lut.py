@@ -287,7 +287,9 @@ def _validate(args) -> int:
     if report.get("calibration"):
         preds["calibrated"] = [m["calibrated_ms"] for m in report["models"]]
     plots.scatter([m["target_ms"] for m in report["models"]], preds, out_dir / "scatter.png",
-                  title=f"{t.space.get('name')} on {t.backend.get('name')}, {t.device.get('threads')} thread(s)")
+                  title=f"{t.space.get('name')} on {t.backend.get('name')}, {t.device.get('threads')} thread(s)",
+                  xlabel="measured latency (ms, drift-compensated: ratio to the reference x the table's reference)"
+                  if t.reference_ms else "measured latency (ms)")
     for label, what in (("raw", "plain sum vs measured"), ("model", "prediction vs measured (drift-compensated)"),
                         ("raw_vs_target", "plain sum vs drift-compensated"), ("calibrated", "calibrated prediction")):
         if label in report:
