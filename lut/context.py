@@ -23,7 +23,7 @@ one call's overhead (the per-inference part of the boundary cost; layout convers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -73,6 +73,7 @@ class Attribution:
     neighbour_us: float
     block_ops: tuple[str, ...]  # op types of the block's nodes in the runtime's graph, in order
     neighbour_ops: tuple[str, ...]
+    block_us_by_op: dict = field(default_factory=dict)  # the block's kernel time per op type (diagnostics)
 
     @property
     def share(self) -> float:
@@ -124,8 +125,7 @@ def attribute(profile, has_inputs_ctx: bool, has_outputs_ctx: bool, n_inputs: in
                 neighbours.add(id(producer[n.inputs[0]]))
     mine = [n for n in profile.nodes if id(n) not in neighbours]
     theirs = [n for n in profile.nodes if id(n) in neighbours]
-    return Attribution(float(sum(n.median_us for n in mine)), float(sum(n.median_us for n in theirs)),
-                       tuple(n.op_type for n in mine), tuple(n.op_type for n in theirs))
+    return _split(mine, theirs)
 
 
 def _attribute_in_order(profile, has_inputs_ctx: bool, has_outputs_ctx: bool, n_inputs: int, n_outputs: int) -> Attribution:
@@ -142,5 +142,12 @@ def _attribute_in_order(profile, has_inputs_ctx: bool, has_outputs_ctx: bool, n_
             neighbours.update(compute[-n_outputs:])
     mine = [n for i, n in enumerate(nodes) if i not in neighbours]
     theirs = [n for i, n in enumerate(nodes) if i in neighbours]
+    return _split(mine, theirs)
+
+
+def _split(mine: list, theirs: list) -> Attribution:
+    by_op: dict[str, float] = {}
+    for n in mine:
+        by_op[n.op_type] = by_op.get(n.op_type, 0.0) + n.median_us
     return Attribution(float(sum(n.median_us for n in mine)), float(sum(n.median_us for n in theirs)),
-                       tuple(n.op_type for n in mine), tuple(n.op_type for n in theirs))
+                       tuple(n.op_type for n in mine), tuple(n.op_type for n in theirs), by_op)
