@@ -1,6 +1,6 @@
-"""Where does a whole model spend more kernel time than its blocks? (ONNX Runtime's own profiler)
+"""Where does a whole model spend more kernel time than its blocks? (the runtime's own profiler)
 
-For sampled architectures, profiles (``enable_profiling``, 1 thread) the whole model and each of its
+For sampled architectures, profiles (ONNX Runtime ``enable_profiling`` or ExecuTorch ETDump, 1 thread) the whole model and each of its
 blocks alone and in context (``lut.context``), in one process, the whole model before and after the
 blocks, and sums kernel time per op type: the whole model's, the blocks' in context (their share,
 as the latency table charges it) and the blocks' alone. Kernel times only: no call overhead, no
@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--archs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--backend", default="onnxruntime-cpu", help="a backend with a per-node profiler")
     args = ap.parse_args(argv)
 
     import torch
@@ -41,7 +42,8 @@ def main(argv=None) -> int:
     from hwnas.space import create
     from lut.context import attribute, in_context
 
-    prof = profilers.get("onnxruntime-cpu", threads=1, exporter="torchscript")
+    prof = profilers.from_identity({"name": args.backend, "options": {}}, threads=1, precision="fp32",
+                                   protocol=profilers.Protocol(), artifacts={"exporter": "torchscript"})
     space = create(args.space)
     rng = random.Random(args.seed)
     res = args.resolution
@@ -50,7 +52,8 @@ def main(argv=None) -> int:
         d = Path(d)
         for i in range(args.archs):
             arch = space.sample(rng, resolution=res)
-            whole_path = prof.export(for_export(SODNet(space, arch)), (torch.randn(1, 3, res, res),), d / f"w{i}.onnx")
+            sfx = prof.artifact_suffix
+            whole_path = prof.export(for_export(SODNet(space, arch)), (torch.randn(1, 3, res, res),), d / f"w{i}{sfx}")
 
             def whole_by_op() -> dict:
                 by = collections.Counter()
@@ -63,11 +66,11 @@ def main(argv=None) -> int:
             for j, b in enumerate(space.blocks(arch)):
                 shapes = list(b.input_shapes)
                 module, inputs = in_context(b)
-                p = prof.export(module, inputs, d / f"c{i}_{j}.onnx")
+                p = prof.export(module, inputs, d / f"c{i}_{j}{sfx}")
                 a = attribute(prof.node_profile(p, shapes, runs=args.runs), not b.model_input, not b.model_output,
                               len(shapes), module.n_outputs)
                 ctx.update(a.block_us_by_op)
-                p = prof.export(b.build(), b.example_inputs(), d / f"b{i}_{j}.onnx")
+                p = prof.export(b.build(), b.example_inputs(), d / f"b{i}_{j}{sfx}")
                 for n in prof.node_profile(p, shapes, runs=args.runs).nodes:
                     iso[n.op_type] += n.median_us
             after = whole_by_op()
@@ -84,9 +87,10 @@ def main(argv=None) -> int:
                   flush=True)
     result = {"space": args.space, "resolution": res, "host": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
               "archs": rows}
-    out = Path(__file__).resolve().parent / "results" / f"context_kernels_{args.space}.json"
+    tag = "" if args.backend == "onnxruntime-cpu" else f"_{args.backend}"
+    out = Path(__file__).resolve().parent / "results" / f"context_kernels_{args.space}{tag}.json"
     write_result(out, result)
-    lines = [f"# Kernel time per op type: whole model vs its blocks ({args.space}, {res} px, ONNX Runtime 1 thread)", "",
+    lines = [f"# Kernel time per op type: whole model vs its blocks ({args.space}, {res} px, {args.backend} 1 thread)", "",
              "| arch | op | whole (ms) | blocks in context (ms) | blocks alone (ms) |", "|---|---|---|---|---|"]
     for i, r in enumerate(rows):
         lines.append(f"| {i} | **all** | {r['whole_ms']:.2f} | {r['context_ms']:.2f} | {r['isolated_ms']:.2f} |")
