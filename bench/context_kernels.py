@@ -3,7 +3,8 @@
 For sampled architectures, profiles (ONNX Runtime ``enable_profiling`` or ExecuTorch ETDump, 1 thread) the whole model and each of its
 blocks alone and in context (``lut.context``), in one process, the whole model before and after the
 blocks, and sums kernel time per op type: the whole model's, the blocks' in context (their share,
-as the latency table charges it) and the blocks' alone. Kernel times only: no call overhead, no
+as the latency table charges it; warm, and after a cache flush sized by a typical model's bytes)
+and the blocks' alone. Kernel times only: no call overhead, no
 drift compensation, so compare within an architecture.
 
     python bench/context_kernels.py --space inas-sod --resolution 320 --archs 2
@@ -47,6 +48,10 @@ def main(argv=None) -> int:
     space = create(args.space)
     rng = random.Random(args.seed)
     res = args.resolution
+    from profilers.cache import CacheFlush
+
+    # the flush a table build runs before each context run: a typical model's bytes (capped, profilers.cache)
+    flush_bytes = CacheFlush(space.model_bytes(res)).nbytes
     rows = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -62,14 +67,15 @@ def main(argv=None) -> int:
                 return by
 
             before = whole_by_op()
-            ctx, iso = collections.Counter(), collections.Counter()
+            ctx, ctx_flushed, iso = collections.Counter(), collections.Counter(), collections.Counter()
             for j, b in enumerate(space.blocks(arch)):
                 shapes = list(b.input_shapes)
                 module, inputs = in_context(b)
                 p = prof.export(module, inputs, d / f"c{i}_{j}{sfx}")
-                a = attribute(prof.node_profile(p, shapes, runs=args.runs), not b.model_input, not b.model_output,
-                              len(shapes), module.n_outputs)
-                ctx.update(a.block_us_by_op)
+                for counter, flush in ((ctx, 0), (ctx_flushed, flush_bytes)):
+                    a = attribute(prof.node_profile(p, shapes, runs=args.runs, flush_bytes=flush), not b.model_input,
+                                  not b.model_output, len(shapes), module.n_outputs)
+                    counter.update(a.block_us_by_op)
                 p = prof.export(b.build(), b.example_inputs(), d / f"b{i}_{j}{sfx}")
                 for n in prof.node_profile(p, shapes, runs=args.runs).nodes:
                     iso[n.op_type] += n.median_us
@@ -78,24 +84,31 @@ def main(argv=None) -> int:
             ops = sorted(set(whole) | set(ctx) | set(iso), key=lambda k: -whole.get(k, 0))
             row = {"arch": arch.to_string(), "whole_ms": sum(whole.values()) / 1e3,
                    "whole_before_after_ms": [sum(before.values()) / 1e3, sum(after.values()) / 1e3],
-                   "context_ms": sum(ctx.values()) / 1e3, "isolated_ms": sum(iso.values()) / 1e3,
+                   "context_ms": sum(ctx.values()) / 1e3, "context_flushed_ms": sum(ctx_flushed.values()) / 1e3,
+                   "isolated_ms": sum(iso.values()) / 1e3,
                    "by_op_ms": {k: {"whole": whole.get(k, 0) / 1e3, "context": ctx.get(k, 0) / 1e3,
+                                    "context_flushed": ctx_flushed.get(k, 0) / 1e3,
                                     "isolated": iso.get(k, 0) / 1e3} for k in ops}}
             rows.append(row)
             print(f"arch {i}: kernel time whole {row['whole_ms']:.2f} ms (before/after {row['whole_before_after_ms'][0]:.2f}/"
-                  f"{row['whole_before_after_ms'][1]:.2f}), blocks in context {row['context_ms']:.2f}, alone {row['isolated_ms']:.2f}",
-                  flush=True)
+                  f"{row['whole_before_after_ms'][1]:.2f}), blocks in context {row['context_ms']:.2f} "
+                  f"(cache flushed: {row['context_flushed_ms']:.2f}), alone {row['isolated_ms']:.2f}", flush=True)
     result = {"space": args.space, "resolution": res, "host": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
-              "archs": rows}
+              "flush_bytes": flush_bytes, "archs": rows}
     tag = "" if args.backend == "onnxruntime-cpu" else f"_{args.backend}"
     out = Path(__file__).resolve().parent / "results" / f"context_kernels_{args.space}{tag}.json"
     write_result(out, result)
     lines = [f"# Kernel time per op type: whole model vs its blocks ({args.space}, {res} px, {args.backend} 1 thread)", "",
-             "| arch | op | whole (ms) | blocks in context (ms) | blocks alone (ms) |", "|---|---|---|---|---|"]
+             f"Blocks in context also profiled after a cache flush of {flush_bytes / 2**20:.1f} MiB before each run "
+             "(a typical model's bytes, capped at 2x the last-level cache: `profilers.cache`).", "",
+             "| arch | op | whole (ms) | blocks in context (ms) | in context, cache flushed (ms) | blocks alone (ms) |",
+             "|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
-        lines.append(f"| {i} | **all** | {r['whole_ms']:.2f} | {r['context_ms']:.2f} | {r['isolated_ms']:.2f} |")
+        lines.append(f"| {i} | **all** | {r['whole_ms']:.2f} | {r['context_ms']:.2f} | {r['context_flushed_ms']:.2f} | "
+                     f"{r['isolated_ms']:.2f} |")
         for k, v in list(r["by_op_ms"].items())[:8]:
-            lines.append(f"| {i} | {k} | {v['whole']:.2f} | {v['context']:.2f} | {v['isolated']:.2f} |")
+            lines.append(f"| {i} | {k} | {v['whole']:.2f} | {v['context']:.2f} | {v['context_flushed']:.2f} | "
+                         f"{v['isolated']:.2f} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

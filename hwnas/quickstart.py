@@ -31,7 +31,7 @@ class QuickstartConfig:
     images: int = 1200
     image_size: int = 128
     train_minutes: float = 5.0
-    train_threads: int = 2
+    train_threads: int | str = "auto"  # probed: 2 threads beside a busy process train ~4x slower
     resolution: int = 64
     backend: str = "onnxruntime-cpu"
     threads: int = 1
@@ -52,7 +52,7 @@ class QuickstartConfig:
     validate_rounds: int | None = None
     val_images: int | None = None  # search: validation images per candidate
     search_workers: int | None = None
-    formats: str = "onnx,executorch"  # exported and measured
+    formats: str | None = None  # exported and measured; None: every one of QUICKSTART_FORMATS whose runtime is here
     measure_runs: int | None = None  # timed runs per exported artifact
     in_process: bool = False  # run the stages' commands in this process (no interpreter start per stage)
 
@@ -190,8 +190,9 @@ def run(cfg: QuickstartConfig) -> Path:
     stages.run("eval", ["eval", "--supernet", str(sup / "supernet.pt"), "--arch", str(best), "--data", str(data),
                         "--calib", str(data / "train"), "--json"],
                "6/7 held-out metrics of the chosen architecture", stdout_to=out / "eval.jsonl")
+    formats = cfg.formats or ",".join(runnable_formats())
     stages.run("export", ["export", "--space", cfg.space, "--arch", str(best), "--supernet", str(sup / "supernet.pt"),
-                          "--formats", cfg.formats, "--out", str(out / "export")], f"7/7 export ({cfg.formats}) with parity")
+                          "--formats", formats, "--out", str(out / "export")], f"7/7 export ({formats}) with parity")
     if stages.done("measure") is None:
         t0 = time.perf_counter()
         measured = _measure_artifacts(out / "export", cfg.threads, cfg.measure_runs)
@@ -204,16 +205,32 @@ def run(cfg: QuickstartConfig) -> Path:
     return report
 
 
+# the formats whose runtime runs on this kind of machine (TensorRT needs an NVIDIA GPU, Core ML macOS)
+QUICKSTART_FORMATS = ("onnx", "executorch", "openvino", "tflite")
+
+
+def runnable_formats() -> list[str]:
+    """The quickstart formats whose runtime's profiler is installed here (``deploy.formats``' runtime)."""
+    import profilers
+    from deploy import formats
+
+    ready = profilers.available()
+    return [f for f in QUICKSTART_FORMATS if ready.get(formats.get(f).runtime, (False,))[0]]
+
+
 def _measure_artifacts(export_dir: Path, threads: int, runs: int | None = None) -> dict:
     """Median latency of the exported artifacts, each in its own runtime, one after the other."""
     import profilers
+    from deploy import formats
 
     manifest = json.loads((export_dir / "manifest.json").read_text())
     shapes = [tuple(i["shape"]) for i in manifest["inputs"]]
-    files = {a["format"]: a["file"] for a in manifest["artifacts"] if a.get("file")}
+    files = {a["format"]: a["file"] for a in manifest["artifacts"] if a.get("file") and a.get("status") == "passed"}
+    ready = profilers.available()
     results = {}
-    for backend, fmt in (("onnxruntime-cpu", "onnx"), ("executorch-xnnpack", "executorch")):
-        if fmt not in files:
+    for fmt in files:
+        backend = formats.get(fmt).runtime
+        if not ready.get(backend, (False,))[0]:
             continue
         if runs is None:
             prof = profilers.get(backend, threads=threads)

@@ -79,6 +79,12 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
                        ("s_measure", "S-measure (held-out)"), ("max_e", "max E-measure (held-out)")):
         if key in metrics:
             lines.append(f"| {label} | {metrics[key]:.4f} |")
+    training = _read_json(out / "supernet" / "summary.json") or {}
+    if training.get("steps"):
+        budget = f" in a {training['budget_s']:.0f} s budget" if training.get("budget_s") else ""
+        threads = f", {training['threads']} torch thread(s)" if training.get("threads") else ""
+        lr = f", final learning rate {training['final_lr']:.2g}" if training.get("final_lr") is not None else ""
+        lines.append(f"| supernet training | {training['steps']} sandwich steps{budget}{threads}{lr} |")
     lines += ["", "## Artifacts", "", "| format | status | file | size | parity (max abs diff) |", "|---|---|---|---|---|"]
     for a in manifest.get("artifacts", []):
         size = f"{a['size_bytes'] / 1e6:.2f} MB" if a.get("size_bytes") else "—"
@@ -124,6 +130,7 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
     summary = {"arch": arch.to_string(), "predicted_ms": model_ms, "predicted_raw_ms": raw_ms,
                "predicted_calibrated_ms": calibrated_ms,
                "measured": measured, "metrics": {k: metrics.get(k) for k in ("max_f", "mae", "s_measure", "max_e")},
+               "training": {k: training.get(k) for k in ("steps", "elapsed_s", "threads", "final_lr")},
                "stage_seconds": stage_seconds}
     atomic_write_json(out / "summary.json", summary)
     return path

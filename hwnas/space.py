@@ -217,6 +217,15 @@ class SearchSpace:
         self.validate(arch)
         return arch_blocks(self, arch)
 
+    def model_bytes(self, resolution: int) -> int:
+        """Distinct bytes one inference of a typical model at ``resolution`` touches (the mean of the
+        smallest and the largest architecture's, ``lut.footprint``): the cache flush its blocks'
+        context runs follow where it outgrows the last-level cache (``profilers.cache``)."""
+        from lut.footprint import model_bytes
+
+        return (model_bytes(self.blocks(self.smallest(resolution)))
+                + model_bytes(self.blocks(self.largest(resolution)))) // 2
+
     def all_blocks(self, resolutions: Sequence[int] | None = None) -> list:
         """Every distinct block of the space (unique keys) at the given resolutions (default: all)."""
         from hwnas.blocks import space_blocks

@@ -8,7 +8,9 @@ gets, beside the isolated statistics (``median_ms`` ...):
 
 * ``ref_ms``        the reference's median in the same window (the drift scale);
 * ``context_ms``    the block's in-model cost in that window: (context wall median − one call's
-                    overhead) x the block's share of the context graph's kernel time;
+                    overhead) x the block's share of the context run (its kernels and its nodes'
+                    dispatch, ``lut.context.Attribution.share_with_dispatch``), the context runs
+                    following a cache flush where the model's bytes outgrow the last-level cache;
 * ``context_share`` that share (``NaN`` where the runtime has no per-node profiler: then
                     ``context_ms`` is the isolated median less one call's overhead).
 
@@ -23,7 +25,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from lut.blocks import BlockSpec
 from lut.context import attribute, in_context
@@ -32,12 +34,14 @@ from lut.reference import REFERENCE_NAME, call_model, reference_model
 NODE_PROFILE_RUNS = 20
 
 
-def latency_model_kind(profiler) -> dict:
-    """How a table built with ``profiler`` measures context costs; tables of different kinds never mix."""
+def latency_model_kind(profiler, flushed: bool = False) -> dict:
+    """How a table built with ``profiler`` measures context costs (``flushed``: context runs after a
+    cache flush of the model's bytes); tables of different kinds never mix."""
     interleaved = bool(getattr(profiler, "can_interleave", False))
     profiled = interleaved and bool(getattr(profiler, "has_node_profile", False))
-    return {"version": 2, "reference": REFERENCE_NAME if interleaved else None,
-            "context": "node-profile" if profiled else "call-overhead"}
+    return {"version": 3, "reference": REFERENCE_NAME if interleaved else None,
+            "context": "node-profile" if profiled else "call-overhead",
+            "cache": "model-bytes-flush" if flushed and interleaved else "warm"}
 
 
 def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) -> None:
@@ -71,10 +75,13 @@ class BlockArtifacts:
 class BlockMeter:
     """Measures blocks for one table build: holds the reference, the call overhead and a work folder."""
 
-    def __init__(self, profiler, workdir: Path, seed: int = 0):
+    def __init__(self, profiler, workdir: Path, seed: int = 0, model_bytes: Mapping[str, int] | None = None):
+        """``model_bytes``: block key -> bytes a model holding that block touches per inference; its
+        context runs then follow a cache flush of that size (``profilers.cache``)."""
         self.profiler = profiler
         self.workdir = Path(workdir)
         self.seed = seed
+        self.model_bytes = dict(model_bytes or {})
         self.interleaved = bool(getattr(profiler, "can_interleave", False))
         self._n = 0
         self.ref_path = self._export(*reference_model(), "reference")
@@ -92,7 +99,7 @@ class BlockMeter:
 
     def describe(self) -> dict:
         """What the table's metadata records about how its context costs were measured."""
-        return dict(latency_model_kind(self.profiler), call_ms=self.call_ms,
+        return dict(latency_model_kind(self.profiler, bool(self.model_bytes)), call_ms=self.call_ms,
                     call_ref_ms=None if math.isnan(self.call_ref_ms) else self.call_ref_ms)
 
     def adopt(self, described: dict) -> None:
@@ -163,9 +170,13 @@ class BlockMeter:
             m = self.profiler.measure_artifact(arts.isolated, shapes)
             return m, {"ref_ms": math.nan, "context_ms": max(m.median_ms - self.call_ms, 0.0), "context_share": math.nan}
         arts_by_name = {"block": (arts.isolated, shapes), "ref": (self.ref_path, self.ref_shapes)}
+        flush = int(self.model_bytes.get(block.key, 0))
         if arts.context is not None:
             arts_by_name["context"] = (arts.context, shapes)
-        got = self.profiler.measure_together(arts_by_name, seed=zlib.crc32(f"{self.seed}|{block.key}|{window}".encode()))
+        # the isolated block stays warm (the plain-sum baseline); its in-model cost is measured cold
+        # as far as a model's other blocks would make it
+        got = self.profiler.measure_together(arts_by_name, seed=zlib.crc32(f"{self.seed}|{block.key}|{window}".encode()),
+                                             flush_bytes={"context": flush} if flush else None)
         ref_ms = got["ref"].median_ms
         call_here_ms = self.call_ms * ref_ms / self.call_ref_ms  # the call overhead at this window's speed
         if arts.context is None:
@@ -174,8 +185,9 @@ class BlockMeter:
         else:
             # ~0.05 s of profiled runs (20-200): sub-0.1 ms blocks need many for whole-microsecond timestamps
             runs_n = int(min(200, max(NODE_PROFILE_RUNS, 0.05 / max(got["context"].median_ms * 1e-3, 1e-6))))
-            prof = self.profiler.node_profile(arts.context, shapes, runs=runs_n)
+            prof = self.profiler.node_profile(arts.context, shapes, runs=runs_n, flush_bytes=flush)
             share = attribute(prof, not block.model_input, not block.model_output, n_inputs=len(shapes),
-                              n_outputs=arts.n_outputs).share
+                              n_outputs=arts.n_outputs).share_with_dispatch(got["context"].median_ms * 1e3,
+                                                                            call_here_ms * 1e3)
             context_ms = max(got["context"].median_ms - call_here_ms, 0.0) * share
         return got["block"], {"ref_ms": ref_ms, "context_ms": context_ms, "context_share": share}

@@ -55,7 +55,7 @@ def _protocol(d: dict | None) -> dict:
 
 def _latency_model_kind(meta: dict) -> dict | None:
     lm = meta.get("latency_model")
-    return {k: lm.get(k) for k in ("version", "reference", "context")} if lm else None
+    return {k: lm.get(k) for k in ("version", "reference", "context", "cache")} if lm else None
 
 
 def compatibility_problem(a: dict, b: dict) -> str | None:
@@ -316,7 +316,7 @@ class LatencyTable:
         lm = self.metadata.get("latency_model")
         if self.has_context:
             ctx = self.rows["context_ms"].to_numpy(dtype=float)
-            lines.append(f"latency    context model ({lm.get('context')}): call overhead {self.call_ms:.4f} ms + block context costs "
+            lines.append(f"latency    context model ({lm.get('context')}, cache {lm.get('cache', 'warm')}): call overhead {self.call_ms:.4f} ms + block context costs "
                          f"(sum {ctx.sum():.2f} ms, {100 * ctx.sum() / med.sum():.0f} % of the isolated medians); "
                          + (f"reference {lm.get('reference')}, median {self.reference_ms:.4f} ms" if self.reference_ms
                             else "no drift reference"))

@@ -155,18 +155,24 @@ class Profiler:
         """Whether :meth:`node_profile` gives per-node times with this backend."""
         return type(self).node_profile is not Profiler.node_profile
 
-    def measure_together(self, artifacts: dict, seed: int = 0) -> dict[str, Measurement]:
+    def measure_together(self, artifacts: dict, seed: int = 0,
+                         flush_bytes: dict[str, int] | None = None) -> dict[str, Measurement]:
         """``{name: Measurement}`` of ``{name: (path, input_shapes)}`` timed interleaved, run for run in
         random order (``profilers.stats.time_interleaved``): their ratios hold while the machine's
-        speed drifts. A remote backend runs the same on its host."""
+        speed drifts. ``flush_bytes[name]``: touch that many bytes before every run of ``name``,
+        untimed (``profilers.cache``). A remote backend runs the same on its host."""
+        from profilers.cache import CacheFlush
         from profilers.stats import time_interleaved
 
         runs = {name: self.prepare(Path(path), shapes) for name, (path, shapes) in artifacts.items()}
-        return time_interleaved(runs, self.protocol, seed=seed, info=self.settings())
+        before = {name: CacheFlush(n) for name, n in (flush_bytes or {}).items() if n > 0}
+        return time_interleaved(runs, self.protocol, seed=seed, info=self.settings(), before=before)
 
-    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20) -> NodeProfile | None:
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20,
+                     flush_bytes: int = 0) -> NodeProfile | None:
         """Per-node kernel times of ``path`` from the runtime's own profiler, with the optimized graph
-        they ran in; ``None`` where the runtime has no per-node profiler reachable from Python."""
+        they ran in (every run after a cache flush of ``flush_bytes``, as in :meth:`measure_together`); ``None`` where the runtime has no per-node profiler reachable
+        from Python."""
         return None
 
     def measure(self, model, example_inputs: tuple) -> Measurement:

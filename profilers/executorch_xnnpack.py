@@ -92,7 +92,7 @@ class ExecuTorchXNNPACK(Profiler):
         method.execute(inputs)  # first run initialises the delegate
         return lambda: method.execute(inputs)
 
-    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20):
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20, flush_bytes: int = 0):
         """Per-operator times from ExecuTorch's own profiler: the program runs with ETDump enabled and
         ``executorch.devtools.Inspector`` reads back every operator the XNNPACK delegate executed
         (``Convolution (NHWC, F32)``, ``Transpose (ND, X32)`` at the delegate's edges, ...) in execution
@@ -105,6 +105,7 @@ class ExecuTorchXNNPACK(Profiler):
         from executorch.extension.pybindings import portable_lib
 
         from profilers.base import NodeProfile, ProfiledNode
+        from profilers.cache import CacheFlush
         from profilers.stats import trimmed_mean
 
         set_threads(self.threads)
@@ -114,7 +115,9 @@ class ExecuTorchXNNPACK(Profiler):
             raise ProfilerError(f"{self.name}: cannot load {path}: {first_line(e)}") from None
         g = torch.Generator().manual_seed(0)
         inputs = [torch.randn(s, generator=g) for s in input_shapes]
+        flush = CacheFlush(flush_bytes)
         for _ in range(max(3, runs // 4) + runs):
+            flush()
             module.forward(inputs)
         with tempfile.TemporaryDirectory(prefix="hwnas-etdump-") as d:
             dump = Path(d) / "run.etdp"

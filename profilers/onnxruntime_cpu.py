@@ -124,7 +124,7 @@ class OnnxRuntimeCPU(Profiler):
         """Inputs and outputs bound once with IOBinding: the timed call is the inference only."""
         return self._bound_run(self.session(path), path, input_shapes)
 
-    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20):
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20, flush_bytes: int = 0):
         """ORT's profiler (``enable_profiling``): the trimmed mean ``*_kernel_time`` of every node of
         the optimized graph (``optimized_model_filepath``) over ``runs`` runs after a warm-up."""
         import json
@@ -133,16 +133,20 @@ class OnnxRuntimeCPU(Profiler):
         import onnx
 
         from profilers.base import NodeProfile, ProfiledNode
+        from profilers.cache import CacheFlush
         from profilers.stats import trimmed_mean
 
+        flush = CacheFlush(flush_bytes)
         with tempfile.TemporaryDirectory(prefix="hwnas-ortprof-") as d:
             sess = self.session(path, profile_dir=d)
             run = self._bound_run(sess, path, input_shapes)
             for _ in range(max(3, runs // 4)):
+                flush()
                 run()
             # ORT records every run since the session started: drop those before the timed ones
             skip = max(3, runs // 4) + 1
             for _ in range(runs):
+                flush()
                 run()
             trace = json.loads(Path(sess.end_profiling()).read_text())
             graph = onnx.load(str(Path(d) / "optimized.onnx"), load_external_data=False).graph

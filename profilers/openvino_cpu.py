@@ -142,7 +142,7 @@ class OpenVINOCPU(Profiler):
         run.request, run.compiled = request, compiled  # for node_profile
         return run
 
-    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20):
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20, flush_bytes: int = 0):
         """The CPU plugin's per-node counters (``PERF_COUNT``): the median ``real_time`` of every node
         of the executed graph (``get_runtime_model``: after fusions, with the plugin's ``Reorder``
         layout conversions) over ``runs`` runs after a warm-up. Node inputs and outputs are named
@@ -150,13 +150,17 @@ class OpenVINOCPU(Profiler):
         import statistics
 
         from profilers.base import NodeProfile, ProfiledNode
+        from profilers.cache import CacheFlush
 
+        flush = CacheFlush(flush_bytes)
         run = self.prepare(path, input_shapes, perf_count=True)
         for _ in range(max(3, runs // 4)):
+            flush()
             run()
         times: dict[str, list[float]] = {}
         types: dict[str, str] = {}
         for _ in range(runs):
+            flush()
             run()
             for info in run.request.profiling_info:  # the last inference's counters
                 times.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e6)

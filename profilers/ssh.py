@@ -269,20 +269,22 @@ class SSHProfiler(Profiler):
         reply = self._ask(self._artifact(path, input_shapes, f"model{self.artifact_suffix}"), "measuring")
         return self._remote(Measurement.from_dict(reply["measurement"]))
 
-    def measure_together(self, artifacts: dict, seed: int = 0) -> dict[str, Measurement]:
+    def measure_together(self, artifacts: dict, seed: int = 0,
+                         flush_bytes: dict[str, int] | None = None) -> dict[str, Measurement]:
         if not self.can_interleave:
             raise ProfilerError(f"ssh {self.host}: {self.backend} cannot time artifacts interleaved")
-        req = {"op": "together", "seed": int(seed),
+        req = {"op": "together", "seed": int(seed), "flush_bytes": {k: int(v) for k, v in (flush_bytes or {}).items()},
                "artifacts": {k: self._artifact(p, s, f"a{i}{self.artifact_suffix}") for i, (k, (p, s)) in enumerate(artifacts.items())}}
         reply = self._ask(req, "measuring interleaved")
         return {k: self._remote(Measurement.from_dict(m)) for k, m in reply["measurements"].items()}
 
-    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20):
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20, flush_bytes: int = 0):
         from profilers.base import NodeProfile
 
         if not self.has_node_profile:
             return None
-        req = dict(self._artifact(path, input_shapes, f"profiled{self.artifact_suffix}"), op="node_profile", runs=int(runs))
+        req = dict(self._artifact(path, input_shapes, f"profiled{self.artifact_suffix}"), op="node_profile", runs=int(runs),
+                   flush_bytes=int(flush_bytes))
         got = self._ask(req, "profiling nodes")["node_profile"]
         return NodeProfile.from_dict(got) if got is not None else None
 

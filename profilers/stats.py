@@ -169,7 +169,8 @@ INTERLEAVE_BATCH = 3
 
 def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, seed: int = 0,
                      clock: Callable[[], float] | None = None, info: dict | None = None,
-                     batch: int = INTERLEAVE_BATCH) -> dict[str, Measurement]:
+                     batch: int = INTERLEAVE_BATCH,
+                     before: dict[str, Callable[[], object]] | None = None) -> dict[str, Measurement]:
     """Measure several prepared callables side by side: randomised interleaved trials.
 
     Each cycle gives every callable one turn, in a fresh random order (Abedi & Brecht, ICPE'17;
@@ -181,7 +182,8 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
     warm caches a back-to-back benchmark sees. Warm-up and the timed window follow ``protocol``
     (each callable gets >= ``runs`` samples; the window lasts >= ``min_time_s``). Returns one
     :class:`Measurement` per name; re-measured (up to ``max_attempts``) while the first name's
-    IQR/median is past ``unstable_iqr``.
+    IQR/median is past ``unstable_iqr``. ``before[name]``, where given, runs before every run of
+    ``name``, outside the timed region (a cache flush: ``profilers.cache``).
     """
     import random as _random
 
@@ -194,11 +196,13 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
     names = list(runs)
     rng = _random.Random(seed)
     skip = 1 if batch > 1 else 0
+    pre = {n: (before or {}).get(n) or _nothing for n in names}
     best: dict[str, Measurement] | None = None
     for attempt in range(1, protocol.max_attempts + 1):
         warm, t0 = 0, clock()
         while warm < protocol.warmup_runs or clock() - t0 < protocol.warmup_s:
             for n in names:
+                pre[n]()
                 runs[n]()
             warm += 1
         samples: dict[str, list[float]] = {n: [] for n in names}
@@ -208,8 +212,9 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
             order = names[:]
             rng.shuffle(order)
             for n in order:
-                run = runs[n]
+                run, pre_run = runs[n], pre[n]
                 for k in range(batch):
+                    pre_run()
                     a = clock()
                     run()
                     if k >= skip:
@@ -225,6 +230,10 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
     for m in best.values():
         m.attempts = attempt
     return best
+
+
+def _nothing() -> None:
+    return None
 
 
 def trimmed_mean(values: list[float], cut: float = 0.1) -> float:

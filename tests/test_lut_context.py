@@ -200,3 +200,75 @@ def test_xnnpack_context_drops_the_delegate_edge_transposes(tmp_path):
     assert a.neighbour_ops.count("Transpose") == 2
     facing_output = attribute(profile, True, False)  # as the model's last block it pays the output transpose
     assert facing_output.block_ops[-1] == "Transpose"
+
+
+def test_a_flush_runs_untimed_before_every_run_of_its_callable():
+    from profilers.cache import CacheFlush, last_level_cache_bytes
+    from profilers.stats import time_interleaved
+
+    calls = {"fast": 0, "flush": 0}
+
+    def fast():
+        calls["fast"] += 1
+
+    def flush():  # 5 ms that must not appear in the samples
+        calls["flush"] += 1
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.005:
+            pass
+
+    got = time_interleaved({"fast": fast, "other": lambda: None}, QUICK, seed=0, before={"fast": flush})
+    assert calls["flush"] == calls["fast"] > got["fast"].runs  # warm-up and discarded runs flushed too
+    assert got["fast"].median_ms < 1.0
+    llc = last_level_cache_bytes()
+    assert CacheFlush(1 << 40).nbytes == 2 * llc  # capped: beyond that a flush only costs time
+    assert CacheFlush(llc + 4096).nbytes == llc + 4096
+    # a model that fits in the last-level cache runs from it: no flush
+    assert CacheFlush(llc).nbytes == 0 and CacheFlush(0).nbytes == 0 and CacheFlush(-5).nbytes == 0
+    CacheFlush(llc + 4096)()  # touches its buffer
+
+
+def test_build_with_model_bytes_flushes_context_runs_and_never_mixes_with_a_warm_table(tmp_path):
+    from lut.build import build
+    from lut.errors import LUTError
+    from lut.table import LatencyTable, compatibility_problem
+
+    spec = _spec(_Conv)
+    warm = build([spec], _ort(), tmp_path / "warm.parquet", {"name": "toy", "hash": "h"}, progress=False)
+    flushed = build([spec], _ort(), tmp_path / "cold.parquet", {"name": "toy", "hash": "h"}, progress=False,
+                    model_bytes={spec.key: 1 << 40})  # beyond any last-level cache: flushed (capped)
+    assert warm.metadata["latency_model"]["cache"] == "warm"
+    assert LatencyTable.read(tmp_path / "cold.parquet").metadata["latency_model"]["cache"] == "model-bytes-flush"
+    assert flushed.has_context and flushed.context_ms(spec.key) > 0
+    problem = compatibility_problem(warm.metadata, flushed.metadata)
+    assert problem and "latency model differs" in problem
+    with pytest.raises(LUTError, match="cannot be extended"):
+        build([spec], _ort(), tmp_path / "warm.parquet", {"name": "toy", "hash": "h"}, progress=False,
+              model_bytes={spec.key: 8 << 20})
+
+
+def test_model_bytes_counts_activations_and_weights():
+    from hwnas.space import create
+    from lut.footprint import block_bytes
+
+    spec = _spec(_Conv)
+    # _Conv: a 16->16 3x3 conv (+bias) on 1x16x16x16: weights 2320 floats, output 4096 (its functional
+    # ReLU is no module: deploy-form blocks are modules throughout)
+    assert block_bytes(spec) == ((16 * 16 * 9 + 16) * 4, 16 * 16 * 16 * 4)
+    space = create("inas-tiny")
+    assert space.model_bytes(96) > space.model_bytes(64) > 0  # activations grow with the resolution
+
+
+def test_share_with_dispatch_spreads_the_time_outside_kernels_over_the_nodes():
+    from lut.context import Attribution
+
+    # block: 1 node, 10 us; neighbours: 3 nodes, 10 us; the run took 40 us of which 4 us are the call
+    a = Attribution(10.0, 10.0, ("Conv",), ("Transpose", "Conv", "Conv"))
+    assert a.share == pytest.approx(0.5)
+    # dispatch (40 - 4 - 20) / 4 nodes = 4 us each: (10 + 4) / (20 + 16)
+    assert a.share_with_dispatch(40.0, 4.0) == pytest.approx(14.0 / 36.0)
+    # a block of sub-microsecond nodes (profiled as 0 us) still pays its nodes' dispatch
+    tiny = Attribution(0.0, 10.0, ("Add", "Mul"), ("Conv", "Conv"))
+    assert tiny.share_with_dispatch(30.0, 0.0) == pytest.approx(10.0 / 30.0)
+    assert a.share_with_dispatch(None, 4.0) == a.share  # no run time: kernel share
+    assert a.share_with_dispatch(15.0, 4.0) == pytest.approx(a.share)  # kernels fill the run: no dispatch left

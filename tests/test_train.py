@@ -233,3 +233,26 @@ def test_distributed_helpers_make_tensors_on_the_group_device(monkeypatch):
     assert seen == [torch.device("meta")] * 2
 
 
+
+
+def test_threads_auto_probes_a_copy_and_keeps_the_fastest(tiny_data, tmp_path):
+    from hwnas.supernet_training import TrainConfig, Trainer
+    from hwnas.supernet_training.threads import choose_threads
+
+    # 2 threads beside a busy process: 4x slower, so 1; idle: 2 is 1.7x faster; a near tie: fewer threads
+    assert choose_threads({1: 1.0, 2: 4.0}) == 1
+    assert choose_threads({1: 1.0, 2: 0.6}) == 2
+    assert choose_threads({1: 1.0, 2: 0.97}) == 1
+    cfg = dict(space="inas-tiny", data=str(tiny_data), steps=2, batch_size=2, resolutions=[64], progress=False)
+    auto = Trainer(TrainConfig(out=str(tmp_path / "a"), threads="auto", **cfg))
+    rng_auto = torch.get_rng_state()
+    fixed = Trainer(TrainConfig(out=str(tmp_path / "f"), threads=1, **cfg))
+    assert torch.equal(rng_auto, torch.get_rng_state())  # the probe's dropout/inputs drew nothing from torch's RNG
+    cores = len(os.sched_getaffinity(0))
+    assert set(auto.threads_probe_s) == set(range(1, cores + 1)) if cores > 1 else auto.threads_probe_s == {}
+    assert all(s > 0 for s in auto.threads_probe_s.values())
+    # the probe ran on a copy: the weights and the BN statistics are those of an unprobed run
+    a, f = auto.net.state_dict(), fixed.net.state_dict()
+    assert all(torch.equal(a[k], f[k]) for k in a)
+    with pytest.raises(Exception, match="threads"):
+        TrainConfig(out=str(tmp_path / "x"), threads=0, **cfg).validate()

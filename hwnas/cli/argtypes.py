@@ -27,6 +27,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def threads_or_auto(text: str) -> int | str:
+    """An integer >= 1, or ``auto`` (chosen by a probe where it is used)."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (worker processes where 0 = in-process, optional extras)."""
     value = _int(text)

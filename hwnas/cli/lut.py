@@ -179,8 +179,11 @@ def _build(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before any work
     print(f"{space.name}@{space.hash}: {len(blocks)} distinct blocks at {res} on {args.backend}"
           f"{' via ' + args.host if args.host else ''}, {args.threads} thread(s)", file=sys.stderr)
+    # a block's context runs follow a cache flush where a typical model at its resolution outgrows the
+    # last-level cache (profilers.cache)
+    model_bytes = {b.key: space.model_bytes(r) for r in res for b in space.all_blocks([r])}
     table = build(blocks, prof, args.out, {"name": space.name, "hash": space.hash}, resolutions=res, seed=args.seed,
-                  progress=not args.no_progress, limit=args.limit)
+                  progress=not args.no_progress, limit=args.limit, model_bytes=model_bytes)
     if hasattr(prof, "close"):
         prof.close()
     complete = all(b.key in table for b in blocks)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hwnas.cli.argtypes import device, int_list, non_negative_float, non_negative_int, positive_float, positive_int
+from hwnas.cli.argtypes import device, int_list, non_negative_float, non_negative_int, positive_float, positive_int, threads_or_auto
 
 
 def register(sub) -> None:
@@ -41,7 +41,9 @@ def register(sub) -> None:
     q.add_argument("--save-every", type=positive_int, default=50, help="checkpoint every N steps (and at the end)")
     q.add_argument("--workers", type=non_negative_int, default=0, help="data-loading worker processes")
     q.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N")
-    q.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads per process")
+    q.add_argument("--threads", type=threads_or_auto, default=None,
+                   help="torch intra-op threads per process; auto: the count that trains fastest now, probed "
+                        "before training (another busy process makes 2 threads on 2 cores ~4x slower)")
     q.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
     q.add_argument("--no-progress", dest="progress", action="store_false")
     q.set_defaults(func=_train)

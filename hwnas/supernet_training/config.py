@@ -39,7 +39,7 @@ class TrainConfig:
     save_every: int = 50
     workers: int = 0
     device: str = "auto"
-    threads: int | None = None
+    threads: int | str | None = None  # torch threads; "auto": the fastest count right now (supernet_training.threads)
     amp: bool = True  # CUDA only
     progress: bool = True
 
@@ -58,6 +58,8 @@ class TrainConfig:
             raise HwnasError(f"--num-random must be >= 0, got {self.num_random}")
         if self.save_every < 1:
             raise HwnasError(f"--save-every must be >= 1, got {self.save_every}")
+        if self.threads is not None and self.threads != "auto" and not (isinstance(self.threads, int) and self.threads >= 1):
+            raise HwnasError(f"--threads must be a positive integer or 'auto', got {self.threads!r}")
         if self.lr <= 0:
             raise HwnasError(f"--lr must be > 0, got {self.lr}")
 

@@ -64,7 +64,7 @@ class Trainer:
             raise HwnasError(f"--resolutions {bad} not in space {self.space.name}; allowed: {list(self.space.resolutions)}")
         self.dist = ProcessGroup.from_env(cfg.device)
         self.device = self.dist.device
-        if cfg.threads:
+        if cfg.threads and cfg.threads != "auto":
             torch.set_num_threads(cfg.threads)
         self.out = Path(cfg.out)
         if dataset is None:
@@ -74,6 +74,13 @@ class Trainer:
         self.dataset = dataset
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.net = Supernet(self.space).to(self.device)
+        self.threads_probe_s: dict[int, float] = {}
+        if cfg.threads == "auto" and self.device.type == "cpu":
+            from hwnas.supernet_training.threads import candidate_threads, probe_threads
+
+            chosen, self.threads_probe_s = probe_threads(self.net, self.space, max(self.resolutions), cfg.batch_size,
+                                                         candidate_threads(self.dist.world_size))
+            torch.set_num_threads(chosen)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.total_steps: int | None = None
         self.budget_s = cfg.minutes * 60 if cfg.minutes is not None else None
@@ -293,6 +300,8 @@ class Trainer:
             "total_steps": self.total_steps,
             "elapsed_s": round(self.elapsed_s, 2),
             "world_size": self.dist.world_size,
+            "threads": torch.get_num_threads(),
+            "threads_probe_s": {str(k): round(v, 4) for k, v in self.threads_probe_s.items()},  # --threads auto
             "final_loss_largest": self.log_rows[-1]["loss_largest"] if self.log_rows else None,
             "final_lr": self.log_rows[-1]["lr"] if self.log_rows else None,
             "stop": "done",
