@@ -12,8 +12,9 @@ model's (two archs).
 each run, where they exceed the last-level cache of the machine it runs on; capped at twice that
 cache (beyond, a flush only costs time). A model that fits in the last-level cache keeps its
 blocks' data there between inferences, and there a flush would only add misses the model does not
-pay: inas-tiny at 64 px (1.2 MB distinct, 3.2 MB summed over its blocks), flushing 3.2 MB before
-each context run put the prediction 12 % above the whole model, not flushing within 3 %.
+pay: inas-tiny at 64 px (1.2 MB distinct, 3.2 MB summed over its blocks), a table whose context runs
+followed a 3.2 MB flush predicted fresh models 14 % high
+(``bench/results/lut_accuracy_tiny-ort1-v3-flushall.md``), one timed warm 1.3 % (``...-v3.md``).
 """
 
 from __future__ import annotations
