@@ -94,9 +94,9 @@ class Attribution:
         spread evenly over the nodes, is that dispatch cost; the block's share is then (its kernels
         + its nodes' dispatch) / (all kernels + all nodes' dispatch). Where the kernels fill the run
         (ONNX Runtime) this is :attr:`share`. On ExecuTorch XNNPACK inas-tiny, where 30-40 % of a
-        context run is outside the kernels (ETDump), sharing by kernel time alone charged whole
-        models 13-23 % too much, this split about ±2 % (``bench/context_split.py``); a table built
-        with it, 1.8 % MAPE on fresh models. Without ``run_us``: :attr:`share`.
+        context run is outside the kernels (ETDump), sharing by kernel time alone charged three whole
+        models 18-26 % too much, this split 2-4 % (``bench/context_split.py``); a table built with
+        it, 1.8 % MAPE on 30 fresh models. Without ``run_us``: :attr:`share`.
         """
         kernels_us = self.block_us + self.neighbour_us
         nodes = len(self.block_ops) + len(self.neighbour_ops)
