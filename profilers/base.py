@@ -171,8 +171,8 @@ class Profiler:
     def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20,
                      flush_bytes: int = 0) -> NodeProfile | None:
         """Per-node kernel times of ``path`` from the runtime's own profiler, with the optimized graph
-        they ran in (every run after a cache flush of ``flush_bytes``, as in :meth:`measure_together`); ``None`` where the runtime has no per-node profiler reachable
-        from Python."""
+        they ran in (every run after a cache flush of ``flush_bytes``, as in :meth:`measure_together`);
+        ``None`` where the runtime has no per-node profiler reachable from Python."""
         return None
 
     def measure(self, model, example_inputs: tuple) -> Measurement:
