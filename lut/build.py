@@ -35,7 +35,8 @@ def artifacts_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".artifacts")
 
 
-def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = None, flushed: bool = False) -> dict:
+def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = None, flushed: bool = False,
+                   between: bool = False) -> dict:
     """The identity a table is stored with (see ``lut.table``)."""
     device = profiler.device_info()
     ident = profiler.identity()
@@ -48,7 +49,7 @@ def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = No
         # how block artifacts were produced (recorded, not compared: whole models may be made another way)
         "artifacts": ident["artifacts"],
         "resolutions": sorted(set(int(r) for r in resolutions)) if resolutions else None,
-        "latency_model": latency_model_kind(profiler, flushed),
+        "latency_model": latency_model_kind(profiler, flushed, between),
     }
 
 
@@ -126,7 +127,8 @@ def _row(block: BlockSpec, m) -> dict:
 
 def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *, resolutions=None, seed: int = 0,
           progress: bool = True, limit: int | None = None, on_row: Callable[[dict], None] | None = None,
-          model_bytes: Mapping[str, int] | None = None) -> LatencyTable:
+          model_bytes: Mapping[str, int] | None = None,
+          model_between: Mapping[str, Callable[[], tuple]] | None = None) -> LatencyTable:
     """See :func:`_build`. One build at a time per ``out``: the journal's lock is taken before the
     table is read (a second build is refused naming the first one's pid) and held until the table
     is written and the journal removed."""
@@ -135,27 +137,30 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
     journal = _journal(journal_path(out), None).lock()
     try:
         return _build(blocks, profiler, out, space, journal, resolutions=resolutions, seed=seed, progress=progress,
-                      limit=limit, on_row=on_row, model_bytes=model_bytes)
+                      limit=limit, on_row=on_row, model_bytes=model_bytes, model_between=model_between)
     finally:
         journal.close()
 
 
 def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journal: Journal, *, resolutions=None,
            seed: int = 0, progress: bool = True, limit: int | None = None,
-           on_row: Callable[[dict], None] | None = None, model_bytes: Mapping[str, int] | None = None) -> LatencyTable:
+           on_row: Callable[[dict], None] | None = None, model_bytes: Mapping[str, int] | None = None,
+           model_between: Mapping[str, Callable[[], tuple]] | None = None) -> LatencyTable:
     """Measure each distinct key of ``blocks`` with ``profiler`` into the table at ``out``.
 
     ``space`` is ``{"name": ..., "hash": ...}``. With ``profiler.protocol.rounds`` = R > 1 the
     table is measured R times, each pass in a new random order, every block exported once, and a
     block's row is its fastest window (``profilers.stats.pool``). ``model_bytes`` (block key -> bytes
     a model holding it touches per inference, e.g. ``SearchSpace.model_bytes``): context runs follow
-    a cache flush of that size (``lut.measure``). ``limit`` stops after that many new measurements (the journal
+    a cache flush of that size; ``model_between`` (block key -> builder of a whole model at its
+    resolution): on runtimes that generate code per node, an untimed run of that model instead
+    (``lut.measure.BlockMeter``). ``limit`` stops after that many new measurements (the journal
     stays, a rerun continues). Returns the table (compacted only when complete; otherwise the rows
     finished so far, unwritten).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = table_metadata(profiler, space, resolutions, flushed=bool(model_bytes))
+    meta = table_metadata(profiler, space, resolutions, flushed=bool(model_bytes), between=bool(model_between))
     rounds = int(getattr(profiler.protocol, "rounds", 1))
     iqr = profiler.protocol.unstable_iqr
     finished: dict[str, dict] = {}  # key -> table row (every round in)
@@ -203,7 +208,7 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
         from lut.measure import BlockMeter
 
         with tempfile.TemporaryDirectory(prefix="hwnas-lut-") as tmp:
-            meter = BlockMeter(profiler, Path(tmp), seed=seed, model_bytes=model_bytes)
+            meter = BlockMeter(profiler, Path(tmp), seed=seed, model_bytes=model_bytes, model_between=model_between)
             # a resumed or extended build keeps the call overhead its first rows were measured with
             prior = (header or {}).get("latency_model") or meta.get("latency_model")
             if prior:

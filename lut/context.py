@@ -174,6 +174,6 @@ def _attribute_in_order(profile, has_inputs_ctx: bool, has_outputs_ctx: bool, n_
 def _split(mine: list, theirs: list) -> Attribution:
     by_op: dict[str, float] = {}
     for n in mine:
-        by_op[n.op_type] = by_op.get(n.op_type, 0.0) + n.median_us
-    return Attribution(float(sum(n.median_us for n in mine)), float(sum(n.median_us for n in theirs)),
+        by_op[n.op_type] = by_op.get(n.op_type, 0.0) + n.kernel_us
+    return Attribution(float(sum(n.kernel_us for n in mine)), float(sum(n.kernel_us for n in theirs)),
                        tuple(n.op_type for n in mine), tuple(n.op_type for n in theirs), by_op)

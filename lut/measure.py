@@ -25,7 +25,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from lut.blocks import BlockSpec
 from lut.context import attribute, in_context
@@ -34,14 +34,21 @@ from lut.reference import REFERENCE_NAME, call_model, reference_model
 NODE_PROFILE_RUNS = 20
 
 
-def latency_model_kind(profiler, flushed: bool = False) -> dict:
+def latency_model_kind(profiler, flushed: bool = False, between: bool = False) -> dict:
     """How a table built with ``profiler`` measures context costs (``flushed``: context runs after a
-    cache flush of the model's bytes); tables of different kinds never mix."""
+    cache flush of the model's bytes; ``between``: after an untimed run of a whole model, where the
+    profiler generates code per node); tables of different kinds never mix."""
     interleaved = bool(getattr(profiler, "can_interleave", False))
     profiled = interleaved and bool(getattr(profiler, "has_node_profile", False))
-    return {"version": 3, "reference": REFERENCE_NAME if interleaved else None,
+    runs_between = between and profiled and bool(getattr(profiler, "kernel_code_per_node", False))
+    kind = {"version": 3, "reference": REFERENCE_NAME if interleaved else None,
             "context": "node-profile" if profiled else "call-overhead",
-            "cache": "model-bytes-flush" if flushed and interleaved else "warm"}
+            "cache": ("model-run" if runs_between else "model-bytes-flush" if flushed and interleaved else "warm")}
+    # a backend that changed how it reads its profiler says so (absent: as when v3 began)
+    revision = getattr(getattr(profiler, "inner", profiler), "node_profile_revision", None)
+    if profiled and revision:
+        kind["node_profile"] = revision
+    return kind
 
 
 def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) -> None:
@@ -75,14 +82,25 @@ class BlockArtifacts:
 class BlockMeter:
     """Measures blocks for one table build: holds the reference, the call overhead and a work folder."""
 
-    def __init__(self, profiler, workdir: Path, seed: int = 0, model_bytes: Mapping[str, int] | None = None):
+    def __init__(self, profiler, workdir: Path, seed: int = 0, model_bytes: Mapping[str, int] | None = None,
+                 model_between: Mapping[str, Callable[[], tuple]] | None = None):
         """``model_bytes``: block key -> bytes a model holding that block touches per inference; its
-        context runs then follow a cache flush of that size (``profilers.cache``)."""
+        context runs then follow a cache flush of that size (``profilers.cache``). ``model_between``:
+        block key -> a builder of ``(module, example inputs)`` of a whole model at the block's
+        resolution; where the profiler generates code per node (``Profiler.kernel_code_per_node``)
+        the block's context runs follow an untimed run of that model instead of the flush: what
+        a model's other blocks leave in the data and instruction caches and branch predictors.
+        OpenVINO, inas-tiny at 64 px, two archs: their blocks' kernels in context summed to 192 /
+        207 us warm and 207 / 242 us after each run of another architecture, against 210 / 253 us
+        inside the whole models (``PERF_COUNT``, one process)."""
         self.profiler = profiler
         self.workdir = Path(workdir)
         self.seed = seed
         self.model_bytes = dict(model_bytes or {})
         self.interleaved = bool(getattr(profiler, "can_interleave", False))
+        kind = latency_model_kind(profiler, between=bool(model_between))
+        self.model_between = dict(model_between or {}) if kind["cache"] == "model-run" else {}
+        self._between_artifacts: dict[int, tuple] = {}  # one export per builder (per resolution)
         self._n = 0
         self.ref_path = self._export(*reference_model(), "reference")
         self.ref_shapes = [tuple(t.shape) for t in reference_model()[1]]
@@ -99,7 +117,7 @@ class BlockMeter:
 
     def describe(self) -> dict:
         """What the table's metadata records about how its context costs were measured."""
-        return dict(latency_model_kind(self.profiler, bool(self.model_bytes)), call_ms=self.call_ms,
+        return dict(latency_model_kind(self.profiler, bool(self.model_bytes), bool(self.model_between)), call_ms=self.call_ms,
                     call_ref_ms=None if math.isnan(self.call_ref_ms) else self.call_ref_ms)
 
     def adopt(self, described: dict) -> None:
@@ -108,6 +126,17 @@ class BlockMeter:
             self.call_ms = float(described["call_ms"])
             ref = described.get("call_ref_ms")
             self.call_ref_ms = float(ref) if ref is not None else math.nan
+
+    def _between(self, key: str) -> tuple | None:
+        """``(path, input shapes)`` of the whole model run before ``key``'s context runs, or None."""
+        builder = self.model_between.get(key)
+        if builder is None:
+            return None
+        if id(builder) not in self._between_artifacts:
+            module, inputs = builder()
+            self._between_artifacts[id(builder)] = (self._export(module, inputs, "between"),
+                                                    [tuple(t.shape) for t in inputs])
+        return self._between_artifacts[id(builder)]
 
     def _export(self, module, inputs, stem: str) -> Path:
         self._n += 1
@@ -170,13 +199,15 @@ class BlockMeter:
             m = self.profiler.measure_artifact(arts.isolated, shapes)
             return m, {"ref_ms": math.nan, "context_ms": max(m.median_ms - self.call_ms, 0.0), "context_share": math.nan}
         arts_by_name = {"block": (arts.isolated, shapes), "ref": (self.ref_path, self.ref_shapes)}
-        flush = int(self.model_bytes.get(block.key, 0))
+        between = self._between(block.key) if arts.context is not None else None
+        flush = 0 if between else int(self.model_bytes.get(block.key, 0))
         if arts.context is not None:
             arts_by_name["context"] = (arts.context, shapes)
         # the isolated block stays warm (the plain-sum baseline); its in-model cost is measured cold
         # as far as a model's other blocks would make it
         got = self.profiler.measure_together(arts_by_name, seed=zlib.crc32(f"{self.seed}|{block.key}|{window}".encode()),
-                                             flush_bytes={"context": flush} if flush else None)
+                                             flush_bytes={"context": flush} if flush else None,
+                                             **({"between": {"context": between}} if between else {}))
         ref_ms = got["ref"].median_ms
         call_here_ms = self.call_ms * ref_ms / self.call_ref_ms  # the call overhead at this window's speed
         if arts.context is None:
@@ -185,7 +216,8 @@ class BlockMeter:
         else:
             # ~0.05 s of profiled runs (20-200): sub-0.1 ms blocks need many for whole-microsecond timestamps
             runs_n = int(min(200, max(NODE_PROFILE_RUNS, 0.05 / max(got["context"].median_ms * 1e-3, 1e-6))))
-            prof = self.profiler.node_profile(arts.context, shapes, runs=runs_n, flush_bytes=flush)
+            prof = self.profiler.node_profile(arts.context, shapes, runs=runs_n, flush_bytes=flush,
+                                              **({"between": between} if between else {}))
             share = attribute(prof, not block.model_input, not block.model_output, n_inputs=len(shapes),
                               n_outputs=arts.n_outputs).share_with_dispatch(got["context"].median_ms * 1e3,
                                                                             call_here_ms * 1e3)

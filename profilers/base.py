@@ -36,13 +36,14 @@ def shapes_from_str(text: str) -> list[Shape]:
 
 @dataclass
 class ProfiledNode:
-    """One node of a runtime's optimized graph and its median kernel time over the profiled runs."""
+    """One node of a runtime's optimized graph and its kernel time over the profiled runs: the
+    trimmed mean (``profilers.stats.trimmed_mean``), since profilers count whole microseconds."""
 
     name: str
     op_type: str
     inputs: list[str]
     outputs: list[str]
-    median_us: float
+    kernel_us: float
 
 
 @dataclass
@@ -56,7 +57,7 @@ class NodeProfile:
 
     @property
     def total_us(self) -> float:
-        return float(sum(n.median_us for n in self.nodes))
+        return float(sum(n.kernel_us for n in self.nodes))
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -74,6 +75,12 @@ class Profiler:
     name = "?"
     artifact_suffix = ".bin"
     runtime = "?"
+    # True where the runtime generates machine code per node (OpenVINO's CPU plugin: a oneDNN JIT
+    # kernel for each convolution): inside a whole model a hundred other kernels run between two
+    # runs of a block's code, so a block's context runs follow an untimed run of a whole model
+    # (``lut.measure``) rather than running back to back with their code and branch history hot.
+    # Runtimes that share precompiled kernels across nodes (MLAS, XNNPACK) leave it False.
+    kernel_code_per_node = False
 
     def __init__(self, threads: int = 1, precision: str = "fp32", protocol: Protocol | None = None):
         if threads < 1:
@@ -155,17 +162,20 @@ class Profiler:
         """Whether :meth:`node_profile` gives per-node times with this backend."""
         return type(self).node_profile is not Profiler.node_profile
 
-    def measure_together(self, artifacts: dict, seed: int = 0,
-                         flush_bytes: dict[str, int] | None = None) -> dict[str, Measurement]:
+    def measure_together(self, artifacts: dict, seed: int = 0, flush_bytes: dict[str, int] | None = None,
+                         between: dict | None = None) -> dict[str, Measurement]:
         """``{name: Measurement}`` of ``{name: (path, input_shapes)}`` timed interleaved, run for run in
         random order (``profilers.stats.time_interleaved``): their ratios hold while the machine's
         speed drifts. ``flush_bytes[name]``: touch that many bytes before every run of ``name``,
-        untimed (``profilers.cache``). A remote backend runs the same on its host."""
+        untimed (``profilers.cache``); ``between[name]``: ``(path, input_shapes)`` of an artifact run
+        once, untimed, before every run of ``name`` (instead of its flush). A remote backend runs
+        the flush on its host; ``between`` is local only."""
         from profilers.cache import CacheFlush
         from profilers.stats import time_interleaved
 
         runs = {name: self.prepare(Path(path), shapes) for name, (path, shapes) in artifacts.items()}
         before = {name: CacheFlush(n) for name, n in (flush_bytes or {}).items() if n > 0}
+        before.update({name: self.prepare(Path(path), shapes) for name, (path, shapes) in (between or {}).items()})
         return time_interleaved(runs, self.protocol, seed=seed, info=self.settings(), before=before)
 
     def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20,

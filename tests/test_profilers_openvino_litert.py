@@ -202,3 +202,57 @@ def test_build_through_ssh_matches_local_keys(sshd, tmp_path, backend):
     assert sorted(far.keys) == sorted(local.keys)
     assert far.metadata["device"]["via"] == "ssh" and far.backend["name"] == backend
     assert dev["runtime"] == profilers.get_class(backend).runtime and dev["settings"]["via"] == "ssh"
+
+
+@needs_openvino
+def test_openvino_context_runs_follow_a_whole_model_and_never_mix_with_a_warm_table(tmp_path, monkeypatch):
+    """OpenVINO generates a kernel per node: a block's context runs (timed and profiled) follow an
+    untimed run of a whole model; the table says so, and it does not mix with a warm one. Runtimes
+    with shared kernels (ONNX Runtime) ignore the model and keep their cache rule."""
+    from lut.build import build
+    from lut.errors import LUTError
+    from lut.table import compatibility_problem
+    from test_lut import SPACE, synthetic_blocks
+
+    spec = synthetic_blocks()[0]
+    built = []
+
+    def whole_model():
+        built.append(1)
+        return conv(), X
+
+    prof = profilers.get("openvino-cpu", threads=1, protocol=FAST)
+    ran = {"between": 0, "context": 0}
+    real_prepare = type(prof).prepare
+
+    def counting_prepare(self, path, shapes, **kw):
+        run = real_prepare(self, path, shapes, **kw)
+        name = "between" if "between" in path.name else "context" if path.name.startswith("context") else None
+        if name is None:
+            return run
+
+        def counted():
+            ran[name] += 1
+            return run()
+        counted.request, counted.compiled = getattr(run, "request", None), getattr(run, "compiled", None)
+        return counted
+
+    monkeypatch.setattr(type(prof), "prepare", counting_prepare)
+    cold = build([spec], prof, tmp_path / "cold.parquet", SPACE, progress=False, model_between={spec.key: whole_model})
+    assert cold.metadata["latency_model"]["cache"] == "model-run"
+    assert cold.metadata["latency_model"]["node_profile"] == "trimmed-mean"
+    assert built == [1]  # exported once per builder
+    assert ran["between"] == ran["context"] > FAST.runs  # before every context run, warm-up and profile included
+    assert cold.context_ms(spec.key) > 0
+    monkeypatch.undo()
+    warm = build([spec], profilers.get("openvino-cpu", threads=1, protocol=FAST), tmp_path / "warm.parquet", SPACE,
+                 progress=False)
+    assert warm.metadata["latency_model"]["cache"] == "warm"
+    assert "latency model differs" in compatibility_problem(warm.metadata, cold.metadata)
+    with pytest.raises(LUTError, match="cannot be extended"):
+        build([spec], profilers.get("openvino-cpu", threads=1, protocol=FAST), tmp_path / "warm.parquet", SPACE,
+              progress=False, model_between={spec.key: whole_model})
+    pytest.importorskip("onnxruntime")
+    ort = build([spec], profilers.get("onnxruntime-cpu", threads=1, protocol=FAST), tmp_path / "ort.parquet", SPACE,
+                progress=False, model_between={spec.key: whole_model})
+    assert ort.metadata["latency_model"]["cache"] == "warm" and "node_profile" not in ort.metadata["latency_model"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import json
 import sys
 from pathlib import Path
@@ -163,6 +165,16 @@ def _cases(table, space, args, n_total: int):
     return predicted, cases
 
 
+def _smallest_model(space, resolution: int) -> tuple:
+    """(module, example inputs) of the space's smallest architecture at ``resolution``, ready to export."""
+    import torch
+
+    from hwnas.model import SODNet, for_export
+
+    x = torch.randn(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    return for_export(SODNet(space, space.smallest(resolution))), (x,)
+
+
 # ------------------------------------------------------------------------------ commands
 def _build(args) -> int:
     from hwnas.space import create
@@ -180,10 +192,15 @@ def _build(args) -> int:
     print(f"{space.name}@{space.hash}: {len(blocks)} distinct blocks at {res} on {args.backend}"
           f"{' via ' + args.host if args.host else ''}, {args.threads} thread(s)", file=sys.stderr)
     # a block's context runs follow a cache flush where a typical model at its resolution outgrows the
-    # last-level cache (profilers.cache)
-    model_bytes = {b.key: space.model_bytes(r) for r in res for b in space.all_blocks([r])}
+    # last-level cache (profilers.cache), or, on runtimes that generate code per node, an untimed run
+    # of the space's smallest model at its resolution (lut.measure.BlockMeter)
+    at_res = {r: space.all_blocks([r]) for r in res}
+    bytes_at = {r: space.model_bytes(r) for r in res}
+    model_bytes = {b.key: bytes_at[r] for r, bs in at_res.items() for b in bs}
+    between_at = {r: functools.partial(_smallest_model, space, r) for r in res}
+    model_between = {b.key: between_at[r] for r, bs in at_res.items() for b in bs}
     table = build(blocks, prof, args.out, {"name": space.name, "hash": space.hash}, resolutions=res, seed=args.seed,
-                  progress=not args.no_progress, limit=args.limit, model_bytes=model_bytes)
+                  progress=not args.no_progress, limit=args.limit, model_bytes=model_bytes, model_between=model_between)
     if hasattr(prof, "close"):
         prof.close()
     complete = all(b.key in table for b in blocks)
