@@ -137,9 +137,6 @@ def _cases(table, space, args, n_total: int):
     """Candidates sampled from the space; (predicted raw sums, cases)."""
     import random
 
-    import torch
-
-    from hwnas.model import SODNet, for_export
     from lut.validate import ModelCase
 
     res_list = [args.resolution] if args.resolution else (table.metadata.get("resolutions") or list(space.resolutions))
@@ -156,22 +153,19 @@ def _cases(table, space, args, n_total: int):
             continue
         seen.add(name)
 
-        def build(a=a):
-            return for_export(SODNet(space, a)), (torch.randn(1, 3, a.resolution, a.resolution),)
-
-        cases.append(ModelCase(name, [b.key for b in space.blocks(a)], build))
+        cases.append(ModelCase(name, [b.key for b in space.blocks(a)], functools.partial(_whole_model, space, a)))
     predicted = [table.model_ms(c.keys) for c in cases]  # models are spread over the predicted range
     return predicted, cases
 
 
-def _smallest_model(space, resolution: int) -> tuple:
-    """(module, example inputs) of the space's smallest architecture at ``resolution``, ready to export."""
+def _whole_model(space, arch) -> tuple:
+    """(module, example inputs) of ``arch`` in deploy form, ready to export."""
     import torch
 
     from hwnas.model import SODNet, for_export
 
-    x = torch.randn(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
-    return for_export(SODNet(space, space.smallest(resolution))), (x,)
+    r = arch.resolution
+    return for_export(SODNet(space, arch)), (torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(0)),)
 
 
 # ------------------------------------------------------------------------------ commands
@@ -196,7 +190,7 @@ def _build(args) -> int:
     at_res = {r: space.all_blocks([r]) for r in res}
     bytes_at = {r: space.model_bytes(r) for r in res}
     model_bytes = {b.key: bytes_at[r] for r, bs in at_res.items() for b in bs}
-    between_at = {r: functools.partial(_smallest_model, space, r) for r in res}
+    between_at = {r: functools.partial(_whole_model, space, space.smallest(r)) for r in res}
     model_between = {b.key: between_at[r] for r, bs in at_res.items() for b in bs}
     table = build(blocks, prof, args.out, {"name": space.name, "hash": space.hash}, resolutions=res, seed=args.seed,
                   progress=not args.no_progress, limit=args.limit, model_bytes=model_bytes, model_between=model_between)
