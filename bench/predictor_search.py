@@ -9,10 +9,13 @@ Two measurements, on disjoint data so the choice is not made on the reported fig
    (``--predictors``). Predictor quality on held-out candidates: fitted on the seed's plain-LGS
    initial population, scored on that search's offspring (which no predictor picked), globally and
    within each latency group (what the screening ranks), plus the online tau the assisted searches
-   record each iteration. Fronts over the first E evaluations (E = the smallest total of the seed)
-   are compared by hypervolume (latency scaled to the range, reference fitness = the lowest
-   evaluated in that seed) and, for each tenth of the latency range, by whether uniform's front
-   rises above the other's there.
+   record each iteration. Beside them, the metric's own test-retest (where ``--data`` holds 2 x
+   ``--val-images`` pairs): the same held-out candidates scored again on the next ``--val-images``
+   images, and Kendall tau between the two scores, the ceiling no predictor can pass against one
+   noisy score. Fronts over the first E evaluations (E = the smallest total of the seed) are
+   compared by hypervolume (latency scaled to the range, reference fitness = the lowest evaluated in
+   that seed) and, for each tenth of the latency range, by whether uniform's front rises above the
+   other's there.
 
 A fitness value depends only on the architecture (same supernet weights, same calibration and
 validation images), so every search of a run shares one memo: a candidate two searches both
@@ -158,6 +161,7 @@ def main() -> int:
     space = create(args.space)
     latency, lat_source, res = latency_source(space, args.lut, args.resolution, calibrated=not args.uncalibrated_lut)
     pool = None
+    retest = None  # the same candidates on the next --val-images images (the metric's test-retest)
     if args.supernet:
         if not (args.data and args.calib):
             ap.error("--supernet needs --data and --calib")
@@ -167,6 +171,13 @@ def main() -> int:
                   val_images=args.val_images, calib_batches=args.calib_batches)
         inner = PoolFitness(args.workers, **kw) if args.workers > 1 else load_fitness(**kw)
         pool = inner if args.workers > 1 else None
+        from hwnas.data import find_pairs
+
+        if len(find_pairs(args.data)) >= 2 * args.val_images:
+            retest = (PoolFitness(args.workers, **kw, val_skip=args.val_images) if args.workers > 1
+                      else load_fitness(**kw, val_skip=args.val_images))
+        else:
+            print(f"no metric retest: {args.data} has fewer than 2 x {args.val_images} pairs", file=sys.stderr)
         memo = Memo(inner, Path(args.memo) if args.memo else None,
                     {"supernet": file_digest(args.supernet), "data": str(Path(args.data).resolve()), "resolution": res,
                      "val_images": args.val_images, "calib_batches": args.calib_batches})
@@ -240,14 +251,21 @@ def main() -> int:
             init = [c for c in lgs.candidates if c.origin == "init"]
             offspring = [c for c in lgs.candidates if c.origin == "offspring"]
             row["predictor_tau_heldout"] = {p: tau_scores(p, init, offspring, encoder, edges, seed=seed) for p in predictors}
+            if retest is not None:
+                again = list(retest.map([Arch.from_string(c.arch) for c in offspring]))
+                row["metric_retest"] = {"n": len(offspring), "images": f"{args.val_images}..{2 * args.val_images - 1}",
+                                        "tau": kendall_tau([c.fitness for c in offspring], again)}
             row["predictor_tau_online"] = {p: [h.get("predictor_tau") for h in results[f"lgs+{p}"].history[1:]] for p in predictors}
             runs.append(row)
             hv = row["hypervolume"]
-            print(f"seed {seed}: {budget} evaluations each; hypervolume " + ", ".join(f"{k} {v:.4f}" for k, v in hv.items()),
+            print(f"seed {seed}: {budget} evaluations each; hypervolume " + ", ".join(f"{k} {v:.4f}" for k, v in hv.items())
+                  + "; held-out tau " + ", ".join(f"{p} {row['predictor_tau_heldout'][p]['tau']:.3f}" for p in predictors)
+                  + (f"; metric retest tau {row['metric_retest']['tau']:.3f}" if "metric_retest" in row else ""),
                   file=sys.stderr)
     finally:
-        if pool is not None:
-            pool.close()
+        for p in (pool, retest):
+            if hasattr(p, "close"):
+                p.close()
 
     keys = list(runs[0]["hypervolume"])
     summary = {
@@ -258,6 +276,8 @@ def main() -> int:
                                           for p in predictors},
         "chosen_on_selection_data": chosen,
     }
+    if retest is not None:
+        summary["metric_retest_tau_mean"] = float(np.mean([r["metric_retest"]["tau"] for r in runs]))
     accept = {}
     for p in predictors:
         k = f"lgs+{p}"

@@ -112,3 +112,58 @@ def test_error_exits_2_without_traceback_in_a_real_process(tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [f"hwnas baseline: error: {tmp_path / 'empty'}: empty folder (no images, no sub-folders)"]
+
+
+def _synth_val_and_rest(tmp_path: Path, skip: int) -> tuple[Path, Path]:
+    """Synthetic data with 4 validation pairs, and a folder holding those after the first ``skip``."""
+    import shutil
+
+    assert main(["data", "synth", "--out", str(tmp_path / "s"), "--n", "20", "--size", "64", "--seed", "1"]) == 0
+    val, rest = tmp_path / "s" / "val", tmp_path / "rest"
+    for sub in ("images", "masks"):
+        (rest / sub).mkdir(parents=True)
+        for f in sorted((val / sub).glob("*.png"))[skip:]:
+            shutil.copy(f, rest / sub / f.name)
+    return val, rest
+
+
+def test_eval_skip_images_scores_only_the_images_a_search_did_not(tmp_path, capsys, tiny_ckpt):
+    """`--skip-images N` = the same scores as a folder holding only the images after the first N."""
+    import json
+
+    val, rest = _synth_val_and_rest(tmp_path, skip=2)
+    common = ["--supernet", str(tiny_ckpt), "--arch", "smallest", "--calib", str(tmp_path / "s" / "train"),
+              "--calib-batches", "1", "--batch-size", "4", "--json"]
+    capsys.readouterr()
+
+    def scores(*argv):
+        assert main(["eval", *common, *argv]) == 0
+        return json.loads([x for x in capsys.readouterr().out.splitlines() if x.startswith("{")][0])
+
+    skipped, copied, whole = scores("--data", str(val), "--skip-images", "2"), scores("--data", str(rest)), scores("--data", str(val))
+    assert skipped["images"] == copied["images"] == 2 and whole["images"] == 4
+    assert skipped == copied and skipped["max_f"] != whole["max_f"]
+    _one_line_error(capsys, ["eval", *common, "--data", str(val), "--skip-images", "4"], r"--skip-images 4 leaves no image of the 4")
+
+
+def test_search_fitness_val_skip_is_a_rescore_on_the_next_images(tmp_path, tiny_space):
+    """`val_skip=N` scores on images N.. (the metric's test-retest in bench/predictor_search.py)."""
+    import torch
+
+    from hwnas.search.errors import SearchError
+    from hwnas.search.fitness import SupernetFitness
+    from hwnas.supernet import Supernet
+
+    val, rest = _synth_val_and_rest(tmp_path, skip=2)
+    train = tmp_path / "s" / "train"
+
+    torch.manual_seed(0)
+    net = Supernet(tiny_space)
+    arch = tiny_space.smallest(64)
+    kw = dict(resolution=64, val_images=2, calib_batches=1, batch_size=4)
+    first = SupernetFitness.from_folders(net, val, train, **kw)(arch)
+    skipped = SupernetFitness.from_folders(net, val, train, val_skip=2, **kw)(arch)
+    copied = SupernetFitness.from_folders(net, rest, train, **kw)(arch)
+    assert skipped == copied != first
+    with pytest.raises(SearchError, match="skipping 4 of the 4 validation pairs"):
+        SupernetFitness.from_folders(net, val, train, val_skip=4, **kw)

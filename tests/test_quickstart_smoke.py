@@ -84,8 +84,9 @@ def test_cli_lut_calibrate_saves_a_fit_and_refuses_too_few_models(smoke, tmp_pat
     lut = tmp_path / "t.parquet"
     shutil.copy(smoke[0] / "lut" / "torch-cpu-1t.parquet", lut)
     assert LatencyTable.read(lut).calibration is None
+    # 20 runs a model: with 2, a busy machine could invert the 3 models' order and the fit is refused
     assert main(["lut", "calibrate", "--lut", str(lut), "--n", "3", "--kind", "affine", "--candidates", "40",
-                 "--rounds", "1", "--runs", "2", "--no-progress"]) == 0
+                 "--rounds", "1", "--runs", "20", "--no-progress"]) == 0
     assert "calibration: " in capsys.readouterr().out
     cal = LatencyTable.read(lut).calibration
     assert cal["kind"] == "affine" and cal["n_models"] == 3

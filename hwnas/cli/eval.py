@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hwnas.cli.argtypes import device, positive_int
+from hwnas.cli.argtypes import device, non_negative_int, positive_int
 
 
 def register(sub) -> None:
@@ -17,6 +17,9 @@ def register(sub) -> None:
                    help="ARCH.json, a compact arch string, 'largest' or 'smallest' (repeatable)")
     p.add_argument("--data", required=True, help="evaluation set (its val/ split when there is one)")
     p.add_argument("--split", default="val", help="use DATA/SPLIT when it exists (default val)")
+    p.add_argument("--skip-images", type=non_negative_int, default=0,
+                   help="leave out the first N evaluation images by file stem: the ones `hwnas search "
+                   "--val-images N` scored candidates on, so the scores are held out from the search (default 0)")
     p.add_argument("--calib", default=None,
                    help="BN recalibration images (default: DATA's train/ split when there is one, else DATA)")
     p.add_argument("--calib-batches", type=positive_int, default=20, help="batches for BN recalibration (default 20)")
@@ -74,6 +77,10 @@ def _eval(args) -> int:
         calib = SODFolder(calib_root, res)
         if len(calib) == 0 or len(val) == 0:
             raise DataError("empty evaluation or calibration set")
+        if args.skip_images >= len(val):
+            raise DataError(f"--skip-images {args.skip_images} leaves no image of the {len(val)} in {data_root}")
+        if args.skip_images:
+            val = torch.utils.data.Subset(val, range(args.skip_images, len(val)))
         g = torch.Generator().manual_seed(0)  # fixed calibration batches: scores are reproducible
         calib_loader = torch.utils.data.DataLoader(calib, batch_size=args.batch_size, shuffle=True, generator=g)
         val_loader = torch.utils.data.DataLoader(val, batch_size=args.batch_size)

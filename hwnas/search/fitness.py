@@ -81,10 +81,12 @@ class SupernetFitness:
     @classmethod
     def from_folders(
         cls, supernet, val_dir: str | Path, calib_dir: str | Path, resolution: int, metric: str = "max_f",
-        val_images: int | None = 32, calib_batches: int = 2, batch_size: int = 16, seed: int = 0,
+        val_images: int | None = 32, calib_batches: int = 2, batch_size: int = 16, seed: int = 0, val_skip: int = 0,
     ) -> SupernetFitness:
-        """Load ``val_images`` validation pairs (first by file stem; all if None) and
-        ``calib_batches`` x ``batch_size`` training images (a seeded random subset) at ``resolution``."""
+        """Load ``val_images`` validation pairs (the first by file stem after skipping ``val_skip``;
+        all the rest if None) and ``calib_batches`` x ``batch_size`` training images (a seeded random
+        subset) at ``resolution``. A ``val_skip`` of N gives a re-measurement on other images than
+        ``val_images=N`` does: the same candidates scored twice, the metric's own test-retest."""
         from hwnas.data import SODFolder
 
         check_metric(metric)
@@ -94,8 +96,10 @@ class SupernetFitness:
             raise SearchError(f"val_images must be >= 1 (or None for all), got {val_images}")
         val_set = SODFolder(val_dir, size=resolution)
         calib_set = SODFolder(calib_dir, size=resolution)
-        n_val = len(val_set) if val_images is None else min(val_images, len(val_set))
-        val = _batches(val_set, list(range(n_val)), batch_size, with_masks=True)
+        if not 0 <= val_skip < len(val_set):
+            raise SearchError(f"skipping {val_skip} of the {len(val_set)} validation pairs in {val_dir} leaves none")
+        n_val = len(val_set) - val_skip if val_images is None else min(val_images, len(val_set) - val_skip)
+        val = _batches(val_set, list(range(val_skip, val_skip + n_val)), batch_size, with_masks=True)
         n_cal = min(len(calib_set), calib_batches * batch_size)
         idx = sorted(random.Random(seed).sample(range(len(calib_set)), n_cal))
         calib = _batches(calib_set, idx, batch_size, with_masks=False)
@@ -104,13 +108,14 @@ class SupernetFitness:
 
 def load_fitness(supernet: str | Path, space, val_dir: str | Path, calib_dir: str | Path, resolution: int,
                  metric: str = "max_f", val_images: int | None = 32, calib_batches: int = 2, batch_size: int = 16,
-                 seed: int = 0, device: str = "cpu") -> SupernetFitness:
+                 seed: int = 0, device: str = "cpu", val_skip: int = 0) -> SupernetFitness:
     """:class:`SupernetFitness` from files: the supernet checkpoint and the two folders. ``device``:
     where subnets run (``cpu``, ``cuda:N``); batches follow the model's device."""
     from hwnas.checkpoint import load_supernet
 
     net = load_supernet(supernet, space).to(device)
-    return SupernetFitness.from_folders(net, val_dir, calib_dir, resolution, metric, val_images, calib_batches, batch_size, seed)
+    return SupernetFitness.from_folders(net, val_dir, calib_dir, resolution, metric, val_images, calib_batches, batch_size, seed,
+                                        val_skip)
 
 
 _WORKER_FITNESS: SupernetFitness | None = None
