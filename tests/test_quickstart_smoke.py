@@ -77,19 +77,26 @@ def test_quickstart_rerun_reuses_finished_stages(smoke):
     assert time.perf_counter() - t0 < first_s
 
 
-def test_cli_lut_calibrate_saves_a_fit_and_refuses_too_few_models(smoke, tmp_path, capsys):
+def test_cli_lut_calibrate_saves_a_fit_and_refuses_too_few_models(smoke, tmp_path, capsys, monkeypatch):
     from hwnas.cli import main
+    from lut import validate
     from lut.table import LatencyTable
 
     lut = tmp_path / "t.parquet"
     shutil.copy(smoke[0] / "lut" / "torch-cpu-1t.parquet", lut)
-    assert LatencyTable.read(lut).calibration is None
-    # 20 runs a model: with 2, a busy machine could invert the 3 models' order and the fit is refused
+    table = LatencyTable.read(lut)
+    assert table.calibration is None
+    # What calibrate stores, not how models are timed (the validation tests time real ones): the smoke
+    # space's models lie within ~12 % of each other, so a real timing on a noisy VM can invert their
+    # order against the smoke table's single-run blocks, and the fit is then rightly refused.
+    monkeypatch.setattr(validate, "measure_cases", lambda cases, *a, **k: {
+        c.name: {"median_ms": 2.0 * table.model_ms(c.keys) + 0.5} for c in cases})
     assert main(["lut", "calibrate", "--lut", str(lut), "--n", "3", "--kind", "affine", "--candidates", "40",
-                 "--rounds", "1", "--runs", "20", "--no-progress"]) == 0
+                 "--no-progress"]) == 0
     assert "calibration: " in capsys.readouterr().out
     cal = LatencyTable.read(lut).calibration
     assert cal["kind"] == "affine" and cal["n_models"] == 3
+    assert cal["a"] == pytest.approx(2.0, rel=1e-6) and cal["b_ms"] == pytest.approx(0.5, abs=1e-6)
     capsys.readouterr()
     assert main(["lut", "calibrate", "--lut", str(lut), "--n", "3", "--kind", "affine+count"]) == 2
     err = capsys.readouterr().err.strip()
