@@ -50,11 +50,11 @@ class QuickstartConfig:
     lut_runs: int | None = None  # timed runs per block / whole model
     lut_min_time_s: float | None = None
     validate_rounds: int | None = None
-    # The search scores candidates on the first `val_images` validation images; the chosen model's
-    # held-out metrics use the others. Half of the 240: two disjoint sets of 32 rank the same archs
-    # with Kendall tau 0.64, of 120 with 0.80 (bench/fitness_repeatability.py), so at 32 the noise of
-    # the fitness itself capped what a search (and its predictor) could rank.
-    val_images: int = 120
+    # The search scores candidates on the first `val_images` validation images (None: half of them,
+    # 120 of the default 240); the chosen model's held-out metrics use the others. Two disjoint sets
+    # of 32 rank the same archs with Kendall tau 0.64, of 120 with 0.80 (bench/fitness_repeatability.py),
+    # so at 32 the noise of the fitness itself capped what a search (and its predictor) could rank.
+    val_images: int | None = None
     search_workers: int | None = None
     formats: str | None = None  # exported and measured; None: every one of QUICKSTART_FORMATS whose runtime is here
     measure_runs: int | None = None  # timed runs per exported artifact
@@ -148,6 +148,18 @@ def _pick_architecture(search_dir: Path, max_latency_ms: float | None) -> tuple[
     return search_dir / row["file"], row
 
 
+def search_val_images(cfg: QuickstartConfig) -> tuple[int, int]:
+    """(validation images the search scores on, validation images in all) of the run's data."""
+    from hwnas.data import find_pairs
+
+    n_val = len(find_pairs(cfg.out / "data" / "val"))
+    k = cfg.val_images if cfg.val_images is not None else n_val // 2
+    if not 1 <= k < n_val:
+        raise HwnasError(f"the search's {k} validation images leave none of the {n_val} for held-out metrics; "
+                         "use more --images")
+    return k, n_val
+
+
 def run(cfg: QuickstartConfig) -> Path:
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
@@ -158,6 +170,7 @@ def run(cfg: QuickstartConfig) -> Path:
     lut_file = lut_dir / f"{cfg.backend}-{cfg.threads}t.parquet"
     stages.run("data", ["data", "synth", "--out", str(data), "--n", str(cfg.images), "--size", str(cfg.image_size),
                         "--seed", str(cfg.seed)], "1/7 synthetic SOD data")
+    val_k, _ = search_val_images(cfg)  # refused here, before training, when no image would be held out
     stages.run("train", ["supernet", "train", "--space", cfg.space, "--data", str(data), "--out", str(sup),
                          "--minutes", str(cfg.train_minutes), "--seed", str(cfg.seed), "--threads", str(cfg.train_threads),
                          # the only resolution searched and exported: a 96 px step of inas-tiny costs 1.4x a 64 px
@@ -182,7 +195,7 @@ def run(cfg: QuickstartConfig) -> Path:
                      "--data", str(data / "val"), "--calib", str(data / "train"), "--resolution", str(cfg.resolution),
                      "--population", str(cfg.population), "--groups", str(cfg.groups), "--keep", str(cfg.keep),
                      "--iterations", str(cfg.iterations), "--seed", str(cfg.seed),
-                     "--val-images", str(cfg.val_images),
+                     "--val-images", str(val_k),
                      *([] if cfg.search_workers is None else ["--workers", str(cfg.search_workers)])]
     if cfg.max_latency_ms is not None:
         search_common += ["--max-latency-ms", str(cfg.max_latency_ms)]
@@ -195,7 +208,7 @@ def run(cfg: QuickstartConfig) -> Path:
     if not best.exists():
         _atomic_write(best, arch_path.read_text())
     stages.run("eval", ["eval", "--supernet", str(sup / "supernet.pt"), "--arch", str(best), "--data", str(data),
-                        "--calib", str(data / "train"), "--skip-images", str(cfg.val_images), "--json"],
+                        "--calib", str(data / "train"), "--skip-images", str(val_k), "--json"],
                "6/7 held-out metrics of the chosen architecture", stdout_to=out / "eval.jsonl")
     formats = cfg.formats or ",".join(runnable_formats())
     stages.run("export", ["export", "--space", cfg.space, "--arch", str(best), "--supernet", str(sup / "supernet.pt"),

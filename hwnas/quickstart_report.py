@@ -80,11 +80,11 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
         if key in metrics:
             lines.append(f"| {label} | {metrics[key]:.4f} |")
     if metrics:
-        from hwnas.data import find_pairs
+        from hwnas.quickstart import search_val_images
 
-        n_val = len(find_pairs(out / "data" / "val"))
-        lines.append(f"| held-out images | the last {n_val - cfg.val_images} of {n_val} validation images "
-                     f"(the search scored candidates on the first {cfg.val_images}) |")
+        k, n_val = search_val_images(cfg)
+        lines.append(f"| held-out images | the last {n_val - k} of {n_val} validation images "
+                     f"(the search scored candidates on the first {k}) |")
     training = _read_json(out / "supernet" / "summary.json") or {}
     if training.get("steps"):
         budget = f" in a {training['budget_s']:.0f} s budget" if training.get("budget_s") else ""

@@ -128,3 +128,16 @@ def test_cli_lut_merge_joins_journals_and_refuses_another_protocol(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot merge" in err and "protocol differs" in err
     assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_quickstart_refuses_a_search_split_that_leaves_nothing_held_out(tmp_path):
+    """Checked right after the data stage, before any training: no image left for held-out metrics."""
+    from dataclasses import replace
+
+    from hwnas.errors import HwnasError
+    from hwnas.quickstart import QuickstartConfig, run
+
+    cfg = replace(QuickstartConfig.smoke(tmp_path / "q"), val_images=5)  # the smoke data's 5 validation pairs
+    with pytest.raises(HwnasError, match="the search's 5 validation images leave none of the 5"):
+        run(cfg)
+    assert not (tmp_path / "q" / "supernet").exists()
