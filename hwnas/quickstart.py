@@ -148,18 +148,6 @@ def _pick_architecture(search_dir: Path, max_latency_ms: float | None) -> tuple[
     return search_dir / row["file"], row
 
 
-def search_val_images(cfg: QuickstartConfig) -> tuple[int, int]:
-    """(validation images the search scores on, validation images in all) of the run's data."""
-    from hwnas.data import find_pairs
-
-    n_val = len(find_pairs(cfg.out / "data" / "val"))
-    k = cfg.val_images if cfg.val_images is not None else n_val // 2
-    if not 1 <= k < n_val:
-        raise HwnasError(f"the search's {k} validation images leave none of the {n_val} for held-out metrics; "
-                         "use more --images")
-    return k, n_val
-
-
 def run(cfg: QuickstartConfig) -> Path:
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +158,8 @@ def run(cfg: QuickstartConfig) -> Path:
     lut_file = lut_dir / f"{cfg.backend}-{cfg.threads}t.parquet"
     stages.run("data", ["data", "synth", "--out", str(data), "--n", str(cfg.images), "--size", str(cfg.image_size),
                         "--seed", str(cfg.seed)], "1/7 synthetic SOD data")
+    from hwnas.quickstart_report import search_val_images
+
     val_k, _ = search_val_images(cfg)  # refused here, before training, when no image would be held out
     stages.run("train", ["supernet", "train", "--space", cfg.space, "--data", str(data), "--out", str(sup),
                          "--minutes", str(cfg.train_minutes), "--seed", str(cfg.seed), "--threads", str(cfg.train_threads),

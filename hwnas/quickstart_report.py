@@ -27,6 +27,19 @@ def _rel(path: Path, root: Path) -> str:
     return os.path.relpath(path, root)
 
 
+def search_val_images(cfg) -> tuple[int, int]:
+    """(validation images the search scores on, validation images in all) of a quickstart run's data."""
+    from hwnas.data import find_pairs
+    from hwnas.errors import HwnasError
+
+    n_val = len(find_pairs(cfg.out / "data" / "val"))
+    k = cfg.val_images if cfg.val_images is not None else n_val // 2
+    if not 1 <= k < n_val:
+        raise HwnasError(f"the search's {k} validation images leave none of the {n_val} for held-out metrics; "
+                         "use more --images")
+    return k, n_val
+
+
 def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Path:
     from hwnas.arch import load_arch
     from hwnas.plots import latency_by_block, pareto_comparison
@@ -80,8 +93,6 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
         if key in metrics:
             lines.append(f"| {label} | {metrics[key]:.4f} |")
     if metrics:
-        from hwnas.quickstart import search_val_images
-
         k, n_val = search_val_images(cfg)
         lines.append(f"| held-out images | the last {n_val - k} of {n_val} validation images "
                      f"(the search scored candidates on the first {k}) |")
