@@ -40,7 +40,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="100,200,400,800,1200")
     ap.add_argument("--test", type=int, default=400, help="held-out candidates per repeat")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--predictors", default="gbt,mlp,ridge")
+    ap.add_argument("--predictors", default="gbt,mlp,ridge,gp")
     ap.add_argument("--out", default="bench/results/predictor_learning_curve.json")
     args = ap.parse_args()
 

@@ -148,7 +148,7 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--screen-factor", type=int, default=5)
     ap.add_argument("--explore", type=float, default=0.2)
-    ap.add_argument("--predictors", default="gbt,mlp,ridge")
+    ap.add_argument("--predictors", default="gbt,mlp,ridge,gp")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--selection-seed", type=int, default=100)
     ap.add_argument("--splits", type=int, default=5)

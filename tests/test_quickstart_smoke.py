@@ -137,7 +137,9 @@ def test_quickstart_refuses_a_search_split_that_leaves_nothing_held_out(tmp_path
     from hwnas.errors import HwnasError
     from hwnas.quickstart import QuickstartConfig, run
 
-    cfg = replace(QuickstartConfig.smoke(tmp_path / "q"), val_images=5)  # the smoke data's 5 validation pairs
-    with pytest.raises(HwnasError, match="the search's 5 validation images leave none of the 5"):
+    smoke = QuickstartConfig.smoke(tmp_path / "q")
+    n_val = round(smoke.images * smoke.val_fraction)  # the smoke data's validation pairs (8)
+    cfg = replace(smoke, val_images=n_val)
+    with pytest.raises(HwnasError, match=f"the search's {n_val} validation images leave none of the {n_val}"):
         run(cfg)
     assert not (tmp_path / "q" / "supernet").exists()

@@ -19,6 +19,8 @@ EXAMPLE = (
 
 
 def register(sub) -> None:
+    from hwnas.search.predictor import PREDICTORS
+
     p = sub.add_parser(
         "search",
         help="search device-specific SOD models: LGS evolution over a supernet with a device LUT",
@@ -46,7 +48,7 @@ def register(sub) -> None:
     p.add_argument("--val-images", type=non_negative_int, default=32, help="validation images used (default 32; 0 = all)")
     p.add_argument("--calib-batches", type=positive_int, default=2, help="BN recalibration batches (default 2)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
-    p.add_argument("--predictor", choices=["none", "mlp", "gbt", "ridge"], default="none",
+    p.add_argument("--predictor", choices=PREDICTORS, default="none",
                    help="accuracy predictor fitted on the evaluated candidates: breed --screen-factor x more offspring "
                         "and evaluate the ones it ranks best in each latency group (default none)")
     p.add_argument("--screen-factor", type=positive_int, default=5, help="with --predictor: offspring bred per offspring evaluated (default 5)")

@@ -5,7 +5,7 @@
   mutation, iterations, fitness cache, checkpoint/resume (``search(space, latency_ms, fitness, config)``);
 - :mod:`hwnas.search.pareto` — non-dominated sorting, crowding distance, 2-D hypervolume;
 - :mod:`hwnas.search.fitness` — supernet fitness (subnet + BN recalibration + SOD metric) and LUT latency;
-- :mod:`hwnas.search.predictor` — accuracy predictors (MLP, gradient-boosted trees, ridge) that pre-screen offspring;
+- :mod:`hwnas.search.predictor` — accuracy predictors (MLP, gradient-boosted trees, ridge, Gaussian process) that pre-screen offspring;
 - :mod:`hwnas.search.distributed` — candidate evaluation spread over the ranks of a torchrun job;
 - :mod:`hwnas.search.report` — population.csv, pareto/*.json, search.json, the Pareto plot;
 - :mod:`hwnas.search.synthetic` — LUT-like latency and synthetic fitness for tests and benchmarks.

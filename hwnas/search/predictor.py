@@ -6,13 +6,16 @@ encoding, trained on measured subnets. Here a predictor is refitted every iterat
 evaluated candidate (architecture encoding + its LUT latency -> fitness) and used to decide which
 of many bred offspring get a real evaluation (:func:`hwnas.search.evolution` ``predictor=``).
 
-Three regressors behind one interface (``fit(X, y)``, ``predict(X)``), all deterministic for a seed:
+Four regressors behind one interface (``fit(X, y)``, ``predict(X)``), all deterministic for a seed:
 
 - ``ridge`` — linear baseline on standardised features (scikit-learn ``Ridge``);
 - ``gbt``  — gradient-boosted trees (scikit-learn ``HistGradientBoostingRegressor``, no early
   stopping, so no random validation split);
 - ``mlp``  — OFA-style MLP in torch (2 hidden layers, ReLU, MSE on standardised targets,
-  full-batch Adam; one torch thread while fitting so the result does not depend on the thread count).
+  full-batch Adam; one torch thread while fitting so the result does not depend on the thread count);
+- ``gp``   — Gaussian-process regression (scikit-learn ``GaussianProcessRegressor``, RBF + white-noise
+  kernel on standardised features, hyper-parameters by marginal likelihood from one fixed start): with
+  a hundred noisy fitness values the noise level is learnt rather than fitted into the ranking.
 
 Which one is the default was decided by measurement (``bench/predictor_search.py``), not here.
 
@@ -35,7 +38,7 @@ from hwnas.arch import Arch
 from hwnas.search.errors import SearchError
 from hwnas.search.sampling import Genome
 
-PREDICTORS = ("none", "mlp", "gbt", "ridge")
+PREDICTORS = ("none", "mlp", "gbt", "ridge", "gp")
 
 
 def check_predictor(name: str) -> str:
@@ -186,12 +189,44 @@ class MlpPredictor(_Standardised):
         return self._untarget(z.astype(np.float64))
 
 
+class GpPredictor(_Standardised):
+    """GP regression; ``length_scale`` starts near the distance between two standardised encodings."""
+
+    def __init__(self, seed: int = 0, length_scale: float = 10.0, noise: float = 0.5):
+        self.length_scale = length_scale
+        self.noise = noise
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> GpPredictor:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        from sklearn.preprocessing import StandardScaler
+        from threadpoolctl import threadpool_limits
+
+        self.scaler = StandardScaler().fit(X)
+        kernel = ConstantKernel(1.0) * RBF(length_scale=self.length_scale) + WhiteKernel(noise_level=self.noise)
+        # no optimizer restarts: one deterministic start, nothing random
+        self.model = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=0)
+        with threadpool_limits(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # a bound reached is a valid (flat) fit
+            self.model.fit(self.scaler.transform(X), self._targets(y))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            return self._untarget(self.model.predict(self.scaler.transform(X)))
+
+
 def make_predictor(name: str, seed: int = 0):
-    """A fresh, unfitted predictor by name (``mlp``, ``gbt``, ``ridge``)."""
+    """A fresh, unfitted predictor by name (``mlp``, ``gbt``, ``ridge``, ``gp``)."""
     check_predictor(name)
     if name == "none":
         raise SearchError("predictor 'none' has no model")
-    return {"mlp": MlpPredictor, "gbt": GbtPredictor, "ridge": RidgePredictor}[name](seed=seed)
+    return {"mlp": MlpPredictor, "gbt": GbtPredictor, "ridge": RidgePredictor, "gp": GpPredictor}[name](seed=seed)
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
@@ -203,5 +238,5 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     return float(kendalltau(a, b).statistic)
 
 
-__all__ = ["PREDICTORS", "ArchEncoder", "GbtPredictor", "MlpPredictor", "RidgePredictor", "check_predictor",
+__all__ = ["PREDICTORS", "ArchEncoder", "GbtPredictor", "GpPredictor", "MlpPredictor", "RidgePredictor", "check_predictor",
            "kendall_tau", "make_predictor"]
