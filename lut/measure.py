@@ -51,6 +51,10 @@ def latency_model_kind(profiler, flushed: bool = False, between: bool = False) -
     return kind
 
 
+# blocks one export worker handles before it is replaced (see BlockMeter.export_ahead)
+EXPORTS_PER_WORKER = 50
+
+
 def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) -> None:
     """Export a block (and its context graph) into ``folder``, atomically: a temporary folder renamed
     into place, so a killed export leaves nothing that looks complete."""
@@ -174,14 +178,17 @@ class BlockMeter:
             import concurrent.futures as cf
             import multiprocessing
 
-            # a fresh worker every 50 blocks: ExecuTorch's export keeps ~14 MB per block alive in its
-            # process (a worker's RSS reached 6.3 GB after ~450 inas-sod blocks at 320 px)
-            with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        max_tasks_per_child=50) as pool:
-                futures = [pool.submit(_export_block, self.profiler, b, f, self.node_profiles) for b, f in missing]
-                for fut in cf.as_completed(futures):
-                    fut.result()  # a failed export raises here, naming the block
-                    bar.update()
+            # fresh workers every 50 blocks each: ExecuTorch's export keeps ~14 MB per block alive in
+            # its process (a worker's RSS reached 6.3 GB after ~450 inas-sod blocks at 320 px). A new
+            # pool per batch, not max_tasks_per_child: that hung here once both workers retired.
+            batch = EXPORTS_PER_WORKER * workers
+            for start in range(0, len(missing), batch):
+                with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    futures = [pool.submit(_export_block, self.profiler, b, f, self.node_profiles)
+                               for b, f in missing[start:start + batch]]
+                    for fut in cf.as_completed(futures):
+                        fut.result()  # a failed export raises here, naming the block
+                        bar.update()
         else:
             for b, f in missing:
                 _export_block(self.profiler, b, f, self.node_profiles)

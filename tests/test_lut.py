@@ -448,3 +448,20 @@ def test_cli_build_validate_calibrate_end_to_end(tmp_path, capsys):
     assert len(report["models"]) == 4 and report["calibration"]["kind"] == "affine"
     assert (tmp_path / "micro.parquet.validation" / "scatter.png").stat().st_size > 1000
     assert LatencyTable.read(lut_path).calibration == report["calibration"]
+
+
+def test_export_ahead_replaces_its_workers_in_batches_and_exports_every_block(tmp_path, monkeypatch):
+    """Workers are replaced every EXPORTS_PER_WORKER blocks each (ExecuTorch's export grows a worker's
+    memory by ~14 MB per block): a new pool per batch; every block of every batch is exported."""
+    import lut.measure
+    from hwnas.blocks import space_blocks
+    from hwnas.space import create
+
+    monkeypatch.setattr(lut.measure, "EXPORTS_PER_WORKER", 2)  # 10 blocks, 2 workers: 3 pools
+    blocks = space_blocks(create("inas-smoke"), [32])[:10]
+    assert len(blocks) == 10
+    meter = lut.measure.BlockMeter(ort(), tmp_path / "work")
+    arts = meter.export_ahead(blocks, tmp_path / "cache", progress=False, workers=2)
+    assert set(arts) == {b.key for b in blocks}
+    assert all(a.isolated.is_file() and a.context is not None and a.context.is_file() for a in arts.values())
+    assert len(list((tmp_path / "cache").iterdir())) == 10  # one folder per block, no temporary left
