@@ -178,7 +178,7 @@ class BlockMeter:
             import concurrent.futures as cf
             import multiprocessing
 
-            # fresh workers every 50 blocks each: ExecuTorch's export keeps ~14 MB per block alive in
+            # fresh workers every EXPORTS_PER_WORKER blocks each: ExecuTorch's export keeps ~14 MB per block alive in
             # its process (a worker's RSS reached 6.3 GB after ~450 inas-sod blocks at 320 px). A new
             # pool per batch, not max_tasks_per_child: that hung here once both workers retired.
             batch = EXPORTS_PER_WORKER * workers
