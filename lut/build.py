@@ -112,7 +112,8 @@ def _pooled_row(block_rows: list[dict], unstable_iqr: float) -> dict:
         row.update(ref_ms=ref_ms, context_ms=float(np.median([c / r for c, r in zip(ctx, ref)])) * ref_ms)
     elif not any(math.isnan(x) for x in ctx):
         row.update(ref_ms=math.nan, context_ms=float(np.median(ctx)))
-    row["context_share"] = float(np.median([float(r.get("context_share", math.nan)) for r in block_rows]))
+    for col in ("context_share", "context_io_ms"):
+        row[col] = float(np.median([float(r.get(col, math.nan)) for r in block_rows]))
     return row
 
 
@@ -213,6 +214,7 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
             prior = (header or {}).get("latency_model") or meta.get("latency_model")
             if prior:
                 meter.adopt(prior)
+            meter.measure_io([unique[k] for _, k in todo])  # before describe(): the journal's header records it
             meta["latency_model"] = meter.describe()
             desc = f"lut {space.get('name')} on {meta['backend']['name']}" + (f", {rounds} rounds" if rounds > 1 else "")
             # exported once, ahead of all timing, measured in every round; kept beside the output until

@@ -12,7 +12,11 @@ gets, beside the isolated statistics (``median_ms`` ...):
                     dispatch, ``lut.context.Attribution.share_with_dispatch``), the context runs
                     following a cache flush where the model's bytes outgrow the last-level cache;
 * ``context_share`` that share (``NaN`` where the runtime has no per-node profiler: then
-                    ``context_ms`` is the isolated median less one call's overhead).
+                    ``context_ms`` is the isolated median less one call's overhead);
+* ``context_io_ms`` what the context run spent copying its inputs in and its outputs out
+                    (:class:`IOCost`), taken out of the run before it is shared: a model copies
+                    only its own input and outputs, so a block keeps only the I/O of its
+                    boundaries that face the model's (``BlockSpec.model_input`` / ``model_output``).
 
 Backends that cannot time artifacts interleaved (adb, trtexec) are measured one artifact at a
 time, without the reference (``ref_ms`` is ``NaN``: no drift compensation); over ssh the remote
@@ -29,9 +33,51 @@ from typing import Callable, Mapping, Sequence
 
 from lut.blocks import BlockSpec
 from lut.context import attribute, in_context
-from lut.reference import REFERENCE_NAME, call_model, reference_model
+from lut.reference import REFERENCE_NAME, call_model, io_model, reference_model
 
 NODE_PROFILE_RUNS = 20
+# bytes of each of input and output at which a call's I/O cost is measured (IOCost); the context
+# graphs of inas-sod at 320 px pass up to ~10 MB in and out
+IO_GRID_BYTES = (16 << 10, 64 << 10, 256 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20)
+
+
+@dataclass(frozen=True)
+class IOCost:
+    """What a call spends on its tensors beyond one call's overhead and its operators, as a function
+    of the bytes it passes in and out (together), as ratios to the reference of the window each
+    point was measured in: piecewise linear through the measured points, 0 at 0 bytes, the last
+    segment's slope beyond them.
+
+    Why: on ExecuTorch XNNPACK at 320 px a block's context run spent 0.5-1 ms of a few ms outside
+    its operators copying MB-sized feature maps in and out (``lut.reference``, I/O). Spread over the
+    run's nodes as dispatch (``Attribution.share_with_dispatch``), that charged every block for
+    copies no whole model makes: a table built so predicted all of 50 fresh models 8-27 % high."""
+
+    total_bytes: tuple[int, ...]  # input + output bytes of each point
+    ratio: tuple[float, ...]  # I/O ms / reference ms of the same window, non-decreasing
+
+    def ms(self, nbytes: float, ref_ms: float) -> float:
+        import numpy as np
+
+        x = (0, *self.total_bytes)
+        y = (0.0, *self.ratio)
+        if nbytes <= x[-1]:
+            r = float(np.interp(nbytes, x, y))
+        else:
+            slope = (y[-1] - y[-2]) / (x[-1] - x[-2])
+            r = y[-1] + slope * (nbytes - x[-1])
+        return max(r, 0.0) * ref_ms
+
+    def to_dict(self) -> dict:
+        return {"total_bytes": list(self.total_bytes), "ratio": list(self.ratio)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IOCost":
+        return cls(tuple(int(b) for b in d["total_bytes"]), tuple(float(r) for r in d["ratio"]))
+
+
+def _nbytes(shapes) -> int:
+    return int(sum(4 * math.prod(int(x) for x in s) for s in shapes))  # fp32
 
 
 def latency_model_kind(profiler, flushed: bool = False, between: bool = False) -> dict:
@@ -44,6 +90,8 @@ def latency_model_kind(profiler, flushed: bool = False, between: bool = False) -
     kind = {"version": 3, "reference": REFERENCE_NAME if interleaved else None,
             "context": "node-profile" if profiled else "call-overhead",
             "cache": ("model-run" if runs_between else "model-bytes-flush" if flushed and interleaved else "warm")}
+    if profiled:
+        kind["io"] = "sized"  # a context run's I/O is measured by size and charged only where a model pays it (IOCost)
     # a backend that changed how it reads its profiler says so (absent: as when v3 began)
     revision = getattr(getattr(profiler, "inner", profiler), "node_profile_revision", None)
     if profiled and revision:
@@ -67,9 +115,15 @@ def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) 
         try:
             profiler.export(block.build(), block.example_inputs(), tmp / f"block{suffix}")
             if with_context:
+                import torch
+
                 module, inputs = in_context(block)
                 profiler.export(module, inputs, tmp / f"context{suffix}")
-                (tmp / "outputs.txt").write_text(str(module.n_outputs))
+                with torch.no_grad():
+                    y = module(*inputs)
+                ys = tuple(y) if isinstance(y, (tuple, list)) else (y,)
+                # line 1: the number of outputs; line 2: their fp32 bytes (the context run's I/O, IOCost)
+                (tmp / "outputs.txt").write_text(f"{module.n_outputs}\n{_nbytes([tuple(t.shape) for t in ys])}\n")
         except OSError:  # disk full, permission: the CLI names the path and the cause
             raise
         except Exception as e:  # exporters raise many types; name the block
@@ -81,6 +135,7 @@ class BlockArtifacts:
     isolated: Path
     context: Path | None  # None: the runtime cannot profile nodes, the context graph would not be used
     n_outputs: int = 1
+    output_bytes: int = 0  # of the context graph's outputs (0: unknown, exported by an earlier hwnas)
 
 
 class BlockMeter:
@@ -105,6 +160,8 @@ class BlockMeter:
         kind = latency_model_kind(profiler, between=bool(model_between))
         self.model_between = dict(model_between or {}) if kind["cache"] == "model-run" else {}
         self._between_artifacts: dict[int, tuple] = {}  # one export per builder (per resolution)
+        self._io: dict[int, IOCost] = {}  # flush bytes -> the I/O cost under that flush, measured when first needed
+        self.last: dict = {}  # the last block's context-run terms, at its window's speed (bench/context_io.py)
         self._n = 0
         self.ref_path = self._export(*reference_model(), "reference")
         self.ref_shapes = [tuple(t.shape) for t in reference_model()[1]]
@@ -121,8 +178,11 @@ class BlockMeter:
 
     def describe(self) -> dict:
         """What the table's metadata records about how its context costs were measured."""
-        return dict(latency_model_kind(self.profiler, bool(self.model_bytes), bool(self.model_between)), call_ms=self.call_ms,
-                    call_ref_ms=None if math.isnan(self.call_ref_ms) else self.call_ref_ms)
+        d = dict(latency_model_kind(self.profiler, bool(self.model_bytes), bool(self.model_between)), call_ms=self.call_ms,
+                 call_ref_ms=None if math.isnan(self.call_ref_ms) else self.call_ref_ms)
+        if self._io:
+            d["io_cost"] = {str(flush): c.to_dict() for flush, c in sorted(self._io.items())}
+        return d
 
     def adopt(self, described: dict) -> None:
         """Use the call overhead a build measured when it started (resuming or extending it)."""
@@ -130,6 +190,44 @@ class BlockMeter:
             self.call_ms = float(described["call_ms"])
             ref = described.get("call_ref_ms")
             self.call_ref_ms = float(ref) if ref is not None else math.nan
+        for flush, c in (described.get("io_cost") or {}).items():
+            self._io[int(flush)] = IOCost.from_dict(c)
+
+    def _flush(self, block: BlockSpec) -> tuple[int, tuple | None]:
+        """(cache flush bytes, whole model run instead) before ``block``'s context runs."""
+        between = self._between(block.key) if self.node_profiles else None
+        return (0 if between else int(self.model_bytes.get(block.key, 0))), between
+
+    def measure_io(self, blocks: Sequence[BlockSpec]) -> None:
+        """Measure the I/O cost under every flush that ``blocks``' context runs will follow (once
+        per flush size; a resumed build adopts what its first run measured)."""
+        if self.node_profiles:
+            for flush in sorted({self._flush(b)[0] for b in blocks}):
+                self.io_cost(flush)
+
+    def io_cost(self, flush_bytes: int) -> IOCost:
+        """The I/O cost of a call whose runs follow a cache flush of ``flush_bytes`` (the same flush as
+        the context runs it is subtracted from: a copied input is read from where the flush left
+        it). Measured once per flush size, at the first block that needs it: each grid point's model
+        (``lut.reference.io_model``) timed against the reference, less one call's overhead and its
+        operators' profiled time."""
+        if flush_bytes not in self._io:
+            total, ratio = [], []
+            for nbytes in IO_GRID_BYTES:
+                module, inputs = io_model(nbytes)
+                shapes = [tuple(t.shape) for t in inputs]
+                path = self._export(module, inputs, "io")
+                got = self.profiler.measure_together({"io": (path, shapes), "ref": (self.ref_path, self.ref_shapes)},
+                                                     seed=zlib.crc32(f"{self.seed}|io|{nbytes}".encode()),
+                                                     flush_bytes={"io": flush_bytes} if flush_bytes else None)
+                prof = self.profiler.node_profile(path, shapes, runs=NODE_PROFILE_RUNS, flush_bytes=flush_bytes)
+                kernels_ms = sum(n.kernel_us for n in prof.nodes) / 1e3 if prof is not None else 0.0
+                ref_ms = got["ref"].median_ms
+                io_ms = max(got["io"].median_ms - self.call_ms * ref_ms / self.call_ref_ms - kernels_ms, 0.0)
+                total.append(2 * _nbytes(shapes))
+                ratio.append(max(io_ms / ref_ms, ratio[-1] if ratio else 0.0))  # more bytes never cost less
+            self._io[flush_bytes] = IOCost(tuple(total), tuple(ratio))
+        return self._io[flush_bytes]
 
     def _between(self, key: str) -> tuple | None:
         """``(path, input shapes)`` of the whole model run before ``key``'s context runs, or None."""
@@ -195,22 +293,23 @@ class BlockMeter:
                 bar.update()
         bar.close()
         suffix = self.profiler.artifact_suffix
-        def n_outputs(f: Path) -> int:
+        def outputs(f: Path) -> tuple[int, int]:
             p = f / "outputs.txt"
-            return int(p.read_text()) if p.is_file() else 1
+            lines = p.read_text().split() if p.is_file() else []
+            return (int(lines[0]) if lines else 1), (int(lines[1]) if len(lines) > 1 else 0)
 
         return {k: BlockArtifacts(f / f"block{suffix}", (f / f"context{suffix}") if self.node_profiles else None,
-                                  n_outputs(f)) for k, (b, f) in jobs.items()}
+                                  *outputs(f)) for k, (b, f) in jobs.items()}
 
     def measure(self, block: BlockSpec, arts: BlockArtifacts, window: int = 0):
         """(isolated Measurement, extra row fields) of one window."""
         shapes = list(block.input_shapes)
         if not self.interleaved:
             m = self.profiler.measure_artifact(arts.isolated, shapes)
-            return m, {"ref_ms": math.nan, "context_ms": max(m.median_ms - self.call_ms, 0.0), "context_share": math.nan}
+            return m, {"ref_ms": math.nan, "context_ms": max(m.median_ms - self.call_ms, 0.0), "context_share": math.nan,
+                       "context_io_ms": math.nan}
         arts_by_name = {"block": (arts.isolated, shapes), "ref": (self.ref_path, self.ref_shapes)}
-        between = self._between(block.key) if arts.context is not None else None
-        flush = 0 if between else int(self.model_bytes.get(block.key, 0))
+        flush, between = self._flush(block) if arts.context is not None else (0, None)
         if arts.context is not None:
             arts_by_name["context"] = (arts.context, shapes)
         # the isolated block stays warm (the plain-sum baseline); its in-model cost is measured cold
@@ -221,15 +320,24 @@ class BlockMeter:
         ref_ms = got["ref"].median_ms
         call_here_ms = self.call_ms * ref_ms / self.call_ref_ms  # the call overhead at this window's speed
         if arts.context is None:
-            share = math.nan
+            share = io_ms = math.nan
             context_ms = max(got["block"].median_ms - call_here_ms, 0.0)
         else:
             # ~0.05 s of profiled runs (20-200): sub-0.1 ms blocks need many for whole-microsecond timestamps
             runs_n = int(min(200, max(NODE_PROFILE_RUNS, 0.05 / max(got["context"].median_ms * 1e-3, 1e-6))))
             prof = self.profiler.node_profile(arts.context, shapes, runs=runs_n, flush_bytes=flush,
                                               **({"between": between} if between else {}))
-            share = attribute(prof, not block.model_input, not block.model_output, n_inputs=len(shapes),
-                              n_outputs=arts.n_outputs).share_with_dispatch(got["context"].median_ms * 1e3,
-                                                                            call_here_ms * 1e3)
-            context_ms = max(got["context"].median_ms - call_here_ms, 0.0) * share
-        return got["block"], {"ref_ms": ref_ms, "context_ms": context_ms, "context_share": share}
+            # the run's I/O: what its inputs and outputs cost to pass, at this window's speed; the block
+            # keeps the part a model pays too (its own input, its outputs)
+            io = self.io_cost(flush)
+            in_bytes, out_bytes = _nbytes(shapes), arts.output_bytes
+            io_ms = io.ms(in_bytes + out_bytes, ref_ms)
+            facing_ms = io.ms(in_bytes * block.model_input + out_bytes * block.model_output, ref_ms)
+            split = attribute(prof, not block.model_input, not block.model_output, n_inputs=len(shapes),
+                              n_outputs=arts.n_outputs)
+            overhead_ms = call_here_ms + io_ms
+            share = split.share_with_dispatch(got["context"].median_ms * 1e3, overhead_ms * 1e3)
+            context_ms = max(got["context"].median_ms - overhead_ms, 0.0) * share + facing_ms
+            self.last = {"run_ms": got["context"].median_ms, "call_ms": call_here_ms, "io_ms": io_ms,
+                         "facing_io_ms": facing_ms, "attribution": split}
+        return got["block"], {"ref_ms": ref_ms, "context_ms": context_ms, "context_share": share, "context_io_ms": io_ms}

@@ -24,8 +24,8 @@ from lut.errors import LUTError
 META_KEY = b"hwnas.lut"
 FORMAT_VERSION = 1
 STAT_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "p99_ms", "iqr_over_median")
-# ref_ms, context_ms, context_share: see lut.measure (NaN in tables built before hwnas measured them)
-CONTEXT_COLUMNS = ("ref_ms", "context_ms", "context_share")
+# ref_ms, context_ms, context_share, context_io_ms: see lut.measure (NaN in tables built before hwnas measured them)
+CONTEXT_COLUMNS = ("ref_ms", "context_ms", "context_share", "context_io_ms")
 COLUMNS = ("key", "kind", "input_shapes", *STAT_COLUMNS, "warmup_runs", "runs", "attempts", "unstable",
            "samples_ms", "measured_at", *CONTEXT_COLUMNS)
 
@@ -55,7 +55,7 @@ def _protocol(d: dict | None) -> dict:
 
 def _latency_model_kind(meta: dict) -> dict | None:
     lm = meta.get("latency_model")
-    return {k: lm.get(k) for k in ("version", "reference", "context", "cache", "node_profile")} if lm else None
+    return {k: lm.get(k) for k in ("version", "reference", "context", "cache", "node_profile", "io")} if lm else None
 
 
 def compatibility_problem(a: dict, b: dict) -> str | None:

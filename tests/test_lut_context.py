@@ -272,3 +272,38 @@ def test_share_with_dispatch_spreads_the_time_outside_kernels_over_the_nodes():
     assert tiny.share_with_dispatch(30.0, 0.0) == pytest.approx(10.0 / 30.0)
     assert a.share_with_dispatch(None, 4.0) == a.share  # no run time: kernel share
     assert a.share_with_dispatch(15.0, 4.0) == pytest.approx(a.share)  # kernels fill the run: no dispatch left
+
+
+def test_io_cost_interpolates_through_its_points_and_extends_the_last_slope():
+    from lut.measure import IOCost
+
+    c = IOCost((1000, 3000), (0.1, 0.5))  # ratios to the reference's median of their windows
+    assert c.ms(0, 2.0) == 0.0
+    assert c.ms(500, 2.0) == pytest.approx(0.1)  # halfway to the first point, at a 2 ms reference
+    assert c.ms(2000, 1.0) == pytest.approx(0.3)
+    assert c.ms(5000, 1.0) == pytest.approx(0.9)  # beyond: the last segment's slope
+    assert IOCost.from_dict(c.to_dict()) == c
+
+
+def test_xnnpack_context_io_is_sized_and_kept_only_where_the_model_pays_it(tmp_path):
+    """ExecuTorch copies a call's inputs in and its outputs out: the time outside the operators grows
+    with the tensors (here 16 KiB vs 8 MiB each way). A block in context keeps none of that I/O
+    unless a side of it faces the model's own input or output."""
+    pytest.importorskip("executorch")
+    from lut.measure import BlockMeter
+
+    prof = profilers.get("executorch-xnnpack", threads=1, protocol=QUICK)
+    meter = BlockMeter(prof, tmp_path)
+    io = meter.io_cost(0)
+    assert list(io.ratio) == sorted(io.ratio)
+    small, large = io.ms(io.total_bytes[0], 1.0), io.ms(io.total_bytes[-1], 1.0)
+    assert large > 10 * max(small, 1e-4), io  # ratios to a ~0.1 ms reference
+    inner, stem = _spec(_Conv), _spec(_Conv, model_input=True)
+    arts = meter.export_ahead([inner, stem], tmp_path / "arts", progress=False)
+    assert arts[inner.key].output_bytes == 4 * 16 * 16 * 16
+    _, extra = meter.measure(inner, arts[inner.key])
+    assert extra["context_io_ms"] > 0 and meter.last["facing_io_ms"] == 0.0
+    _, extra = meter.measure(stem, arts[stem.key])
+    assert meter.last["facing_io_ms"] > 0 and meter.last["facing_io_ms"] < extra["context_io_ms"]
+    assert extra["context_ms"] >= meter.last["facing_io_ms"]
+    assert meter.describe()["io_cost"]["0"] == io.to_dict() and meter.describe()["io"] == "sized"
