@@ -258,6 +258,8 @@ def validate(table, calibration_cases: Sequence[ModelCase], validation_cases: Se
     window's ratio to the reference, in the table's reference time; the raw one where the backend
     has no reference). ``raw_vs_target`` and ``model_vs_raw`` cross them, so the two effects
     (context costs, drift compensation) can be told apart; ``retest`` is the floor."""
+    import numpy as np
+
     measured = measure_cases([*calibration_cases, *validation_cases], profiler, journal, progress, shard=shard,
                              rounds=rounds)
     if shard is not None:
@@ -300,6 +302,12 @@ def validate(table, calibration_cases: Sequence[ModelCase], validation_cases: Se
         if cal:
             report["calibrated"] = accuracy(col("calibrated_ms"), col("target_ms"))
     report["retest"] = retest_spread({c.name: measured[c.name] for c in validation_cases})
+    # how fast this machine runs the reference now, against the build: a host that shows the same
+    # fingerprint but runs slower (a busy neighbour, another host of the same CPU) shows here
+    now = [x for c in validation_cases for x in (measured[c.name].get("round_ref_ms") or [])]
+    if now and table.reference_ms:
+        report["reference_now_ms"] = float(np.median(now))
+        report["reference_now_vs_build"] = report["reference_now_ms"] / table.reference_ms
     report["calibration_models"] = [
         {"name": c.name, "n_blocks": len(c.keys), "model_ms": p, "raw_sum_ms": table.raw_sum_ms(c.keys), "target_ms": y}
         for c, p, y in zip(calibration_cases, pred_cal, y_cal)]

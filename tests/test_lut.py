@@ -99,6 +99,27 @@ def test_check_compatible_names_the_mismatch():
     assert "space differs" in compatibility_problem(t.metadata, other.metadata)
 
 
+def test_a_host_is_told_apart_by_its_cpu_signature_where_the_name_is_the_same():
+    """A hypervisor shows every host as "AMD EPYC": the signature and vector extensions differ; a
+    fingerprint written before hwnas recorded them is compared on every other field."""
+    from profilers.fingerprint import host_info
+
+    here = host_info()
+    if here["cpu_signature"] is None:
+        pytest.skip("no /proc/cpuinfo signature on this machine")
+    zen4 = dict(fake_table(["a"], [1.0]).device, cpu_signature="AuthenticAMD family 25 model 17 stepping 1",
+                cpu_vector_extensions="avx avx2 fma avx512f")
+    t = fake_table(["a"], [1.0], device=zen4)
+    with pytest.raises(LUTError, match="cpu_signature: 'AuthenticAMD family 25 model 17 stepping 1' vs 'AuthenticAMD family 25 model 1"):
+        t.check_compatible(device=dict(zen4, cpu_signature="AuthenticAMD family 25 model 1 stepping 1"))
+    with pytest.raises(LUTError, match="cpu_vector_extensions"):
+        t.check_compatible(device=dict(zen4, cpu_vector_extensions="avx avx2 fma"))
+    older = {k: v for k, v in zen4.items() if k not in ("cpu_signature", "cpu_vector_extensions")}
+    t.check_compatible(device=older)  # cannot tell: not compared
+    with pytest.raises(LUTError, match="cpu_model"):
+        t.check_compatible(device=dict(older, cpu_model="Y"))
+
+
 # --------------------------------------------------------------------- predict, calibrate
 def test_predict_is_sum_and_calibration_is_affine():
     t = fake_table(["a", "b", "c"], [1.0, 2.0, 4.0])
@@ -322,6 +343,9 @@ def test_validate_reports_raw_and_calibrated(tmp_path):
     for row in report["models"]:
         assert row["raw_sum_ms"] == pytest.approx(table.raw_sum_ms(dict(zip(chains, cases))[row["name"]].keys))
         assert row["measured_ms"] > 0
+    # the reference as fast as during the build a minute ago (same machine; a 2x slower host shows here)
+    assert 0.5 < report["reference_now_vs_build"] < 2.0
+    assert report["reference_now_ms"] == pytest.approx(report["reference_now_vs_build"] * table.reference_ms)
     assert not (tmp_path / "m.jsonl").exists() or not (tmp_path / "m.jsonl").read_text()  # all came from the shards
     assert measure_cases(cases, ort(), journal=tmp_path / "m.jsonl", progress=False).keys() == set(chains)
 
@@ -443,7 +467,8 @@ def test_cli_build_validate_calibrate_end_to_end(tmp_path, capsys):
     assert main(["lut", "validate", "--lut", str(lut_path), "--space", str(space), "--n", "4", "--calibrate", "3",
                  "--candidates", "50", "--runs", "20", "--save-calibration", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "raw        n=4 MAPE" in out and "calibrated n=4 MAPE" in out and "saved the calibration" in out
+    assert "plain sum vs measured" in out and "n=4 MAPE" in out and "calibrated prediction" in out
+    assert "saved the calibration" in out and "during the build: this machine runs" in out
     report = json.loads((tmp_path / "micro.parquet.validation" / "report.json").read_text())
     assert len(report["models"]) == 4 and report["calibration"]["kind"] == "affine"
     assert (tmp_path / "micro.parquet.validation" / "scatter.png").stat().st_size > 1000

@@ -175,7 +175,7 @@ def test_cli_lut_build_and_validate_on_inas_tiny(tmp_path, backend, capsys):
     assert main(["lut", "validate", "--lut", str(lut_path), "--space", "inas-tiny", "--n", "3", "--calibrate", "2",
                  "--candidates", "30", "--runs", "10", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "raw        n=3 MAPE" in out
+    assert "plain sum vs measured" in out and "n=3 MAPE" in out
     report = json.loads((tmp_path / f"tiny-{backend}.parquet.validation" / "report.json").read_text())
     assert len(report["models"]) == 3
 

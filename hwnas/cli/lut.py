@@ -315,6 +315,12 @@ def _validate(args) -> int:
         norm = (f"; drift-compensated median {r['normalized_median_pct']:.2f} %, p90 {r['normalized_p90_pct']:.2f} %"
                 if "normalized_median_pct" in r else "")
         print(f"test-retest (same models, two rounds): raw median {r['raw_median_pct']:.2f} %, p90 {r['raw_p90_pct']:.2f} %{norm}")
+    if report.get("reference_now_vs_build"):
+        x = report["reference_now_vs_build"]
+        print(f"reference now {report['reference_now_ms']:.4f} ms, {report['reference_ms']:.4f} ms during the build: this "
+              f"machine runs {max(x, 1 / x):.2f}x {'slower' if x > 1 else 'faster'} than when the table was built "
+              "(drift-compensated figures are stated at the build's speed)"
+              + ("; a table for this machine as it runs now: rebuild it" if abs(x - 1) > 0.25 else ""))
     if report.get("calibration_refused"):
         print(f"calibration not fitted: {report['calibration_refused']}")
     if report.get("calibration"):
