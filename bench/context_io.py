@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     lines += ["", "I/O cost of a call (ms at the reference's median speed) by bytes in + out, per cache flush before the run:", ""]
     for flush, c in io_cost.items():
         pts = ", ".join(f"{b / 2**20:.2f} MiB: {r * ref_med:.3f}" for b, r in zip(c["total_bytes"], c["ratio"]))
-        lines.append(f"- flush {int(flush) / 2**20:.0f} MiB: {pts}")
+        lines.append(f"- flush of a model's {int(flush) / 2**20:.0f} MiB (capped at 2x the last-level cache: profilers.cache): {pts}")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
 
