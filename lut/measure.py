@@ -51,7 +51,8 @@ class IOCost:
     Why: on ExecuTorch XNNPACK at 320 px a block's context run spent 0.5-1 ms of a few ms outside
     its operators copying MB-sized feature maps in and out (``lut.reference``, I/O). Spread over the
     run's nodes as dispatch (``Attribution.share_with_dispatch``), that charged every block for
-    copies no whole model makes: a table built so predicted all of 50 fresh models 8-27 % high."""
+    copies no whole model makes: ~10 ms per model, 2.3 of the +8.7 % by which the same block windows
+    predicted 4 archs high (``bench/context_io.py``; the rest is not I/O)."""
 
     total_bytes: tuple[int, ...]  # input + output bytes of each point
     ratio: tuple[float, ...]  # I/O ms / reference ms of the same window, non-decreasing

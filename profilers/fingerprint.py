@@ -3,7 +3,7 @@
 Every measurement and every latency table carries one. :func:`identity` picks the fields that
 must match for two numbers to be comparable (CPU model and cores, CPU signature and vector
 extensions, GPU and driver, runtime and version, threads, precision); the rest (governor, host
-name, kernel, nominal clock) is recorded for the reader.
+name, kernel) is recorded for the reader.
 
 The CPU's *name* is not enough: a hypervisor may show every host as "AMD EPYC". Its signature
 (vendor, family, model, stepping) and its vector extensions (which kernels XNNPACK, oneDNN and
