@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{c.name[:40]}: measured {meas:.2f} ms (retest {row['retest_pct']:.1f} %), plain sum {row['raw_sum_err_pct']:+.1f} %, "
               f"I/O spread {row['spread_err_pct']:+.1f} %, I/O sized {row['sized_err_pct']:+.1f} %", flush=True)
-    io_cost = {str(f): c.to_dict() for f, c in meter._io.items()}
+    io_cost = meter.describe().get("io_cost", {})
     result = {"backend": args.backend, "space": args.space, "resolution": res, "seed": args.seed,
               "host": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg()},
               "wall_s": time.perf_counter() - t0, "reference_ms": ref_med, "call_ms": call_ms, "io_cost": io_cost,
