@@ -100,10 +100,6 @@ def latency_model_kind(profiler, flushed: bool = False, between: bool = False) -
     return kind
 
 
-# blocks one export worker handles before it is replaced (see BlockMeter.export_ahead)
-EXPORTS_PER_WORKER = 50
-
-
 def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) -> None:
     """Export a block (and its context graph) into ``folder``, atomically: a temporary folder renamed
     into place, so a killed export leaves nothing that looks complete."""
@@ -254,8 +250,10 @@ class BlockMeter:
         nothing is timed. Falls back to this process where the profiler or a block cannot be sent
         to a worker (an ssh connection, a block built by a lambda)."""
         import hashlib
-        import os
-        import pickle
+
+        from tqdm import tqdm
+
+        from lut.export_pool import can_pool, default_workers, run_pooled
 
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -263,34 +261,14 @@ class BlockMeter:
         for b in blocks:
             folder = cache_dir / hashlib.sha1(b.key.encode()).hexdigest()[:20]
             jobs[b.key] = (b, folder)
-        missing = [(b, f) for b, f in jobs.values() if not f.is_dir()]
-        workers = workers or min(os.cpu_count() or 1, 4)
-        try:
-            pickle.dumps((self.profiler, [b for b, _ in missing[:3]]))
-            can_pool = workers > 1 and len(missing) >= 8
-        except (pickle.PicklingError, TypeError, AttributeError):
-            can_pool = False
-        from tqdm import tqdm
-
+        missing = [(self.profiler, b, f, self.node_profiles) for b, f in jobs.values() if not f.is_dir()]
+        workers = workers or default_workers()
         bar = tqdm(total=len(missing), desc="exporting blocks", unit="block", disable=not progress or not missing)
-        if can_pool:
-            import concurrent.futures as cf
-            import multiprocessing
-
-            # fresh workers every EXPORTS_PER_WORKER blocks each: ExecuTorch's export keeps ~14 MB per block alive in
-            # its process (a worker's RSS reached 6.3 GB after ~450 inas-sod blocks at 320 px). A new
-            # pool per batch, not max_tasks_per_child: that hung here once both workers retired.
-            batch = EXPORTS_PER_WORKER * workers
-            for start in range(0, len(missing), batch):
-                with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    futures = [pool.submit(_export_block, self.profiler, b, f, self.node_profiles)
-                               for b, f in missing[start:start + batch]]
-                    for fut in cf.as_completed(futures):
-                        fut.result()  # a failed export raises here, naming the block
-                        bar.update()
+        if can_pool(_export_block, missing, workers, min_jobs=8):
+            run_pooled(_export_block, missing, workers, lambda i, _: bar.update())
         else:
-            for b, f in missing:
-                _export_block(self.profiler, b, f, self.node_profiles)
+            for job in missing:
+                _export_block(*job)
                 bar.update()
         bar.close()
         suffix = self.profiler.artifact_suffix

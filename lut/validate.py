@@ -135,6 +135,36 @@ def _load_journal(path: Path | None, identity: dict | None = None) -> dict[str, 
     return out
 
 
+def _export_case(profiler, build: Callable[[], tuple], path: Path) -> tuple[Path, list]:
+    module, inputs = build()
+    return Path(profiler.export(module, inputs, path)), [tuple(t.shape) for t in inputs]
+
+
+def _export_ahead(cases: Sequence[ModelCase], profiler, folder: Path, progress: bool) -> dict[str, tuple[Path, list]]:
+    """Every distinct model of ``cases`` exported in worker processes before any is timed
+    (``lut.export_pool``): an ExecuTorch export of a 320 px inas-sod model takes tens of seconds,
+    which one process spent between timings. ``{}`` where the cases or the profiler cannot be sent
+    to a worker (a model built by a lambda, an ssh connection): then each is exported in this
+    process when first timed."""
+    from tqdm import tqdm
+
+    from lut.export_pool import can_pool, default_workers, run_pooled
+
+    unique = list({c.name: c for c in cases}.values())
+    jobs = [(profiler, c.build, folder / f"model{i}{profiler.artifact_suffix}") for i, c in enumerate(unique)]
+    workers = default_workers()
+    if not can_pool(_export_case, jobs, workers, min_jobs=4):
+        return {}
+    out: dict[str, tuple[Path, list]] = {}
+    with tqdm(total=len(jobs), desc="exporting whole models", unit="model", disable=not progress) as bar:
+        def done(i: int, result) -> None:
+            out[unique[i].name] = result
+            bar.update()
+
+        run_pooled(_export_case, jobs, workers, done)
+    return out
+
+
 def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = None, progress: bool = True,
                   seed: int = 0, shard: tuple[int, int] | None = None, rounds: int = 1) -> dict[str, dict]:
     """``{name: Measurement dict}``, measuring in a seeded random order; resumes from ``journal``.
@@ -143,6 +173,9 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
     order, each model exported once) and keeps the fastest window (``profilers.stats.pool``): on a
     virtual machine the speed drifts by 10-35 % over seconds, only ever slower, and one window per
     model would put that drift into the model's number.
+
+    Models are exported before any is timed, in worker processes on every core where they can be
+    sent to one (:func:`_export_ahead`), instead of one by one between timings.
 
     ``shard=(i, k)`` measures only every k-th model (from the i-th, 1-based) into that shard's
     journal, so k processes can measure side by side; a later unsharded call reads them all.
@@ -170,6 +203,7 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
     interleaved = bool(getattr(profiler, "can_interleave", False)) and todo
     try:
         with tempfile.TemporaryDirectory(prefix="hwnas-validate-") as tmp:
+            artifacts = _export_ahead([c for _, c in todo], profiler, Path(tmp), progress)
             if interleaved:  # whole models are timed against the same reference as the table's blocks
                 from lut.reference import reference_model
 
@@ -179,9 +213,8 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
             for r, case in tqdm(todo, desc="whole models" + (f" x {rounds} rounds" if rounds > 1 else ""), unit="model",
                                 disable=not progress):
                 if case.name not in artifacts:  # exported once, measured in every round
-                    module, inputs = case.build()
-                    path = Path(tmp) / f"model{len(artifacts)}{profiler.artifact_suffix}"
-                    artifacts[case.name] = (profiler.export(module, inputs, path), [tuple(t.shape) for t in inputs])
+                    path = Path(tmp) / f"model-{len(artifacts)}{profiler.artifact_suffix}"
+                    artifacts[case.name] = _export_case(profiler, case.build, path)
                 record = {"name": case.name, "round": r}
                 if interleaved:
                     got = profiler.measure_together({"model": artifacts[case.name], "ref": ref},

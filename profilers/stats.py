@@ -44,6 +44,14 @@ class Protocol:
     # windows, round-robin over the job, and keeps the fastest (``pool``): a virtual machine's speed
     # drifts by 10-35 % over seconds, and one window would put that drift into a single configuration
     rounds: int = 1
+    # interleaved timing (time_interleaved): a turn opens with untimed runs that fill at least this many
+    # ms of the callable's own run time (1 to SETTLE_MAX_RUNS runs; 0: always 1). Why: the run after
+    # a switch pays what the predecessor left in the caches, and for a sub-0.1 ms callable the next
+    # one still does: the 0.046 ms reference ran 0.146 / 0.051 / 0.047 / 0.0467 ms in its 1st-4th
+    # runs after a 177 ms inas-sod model (0.0462 steady), so its median over runs 2-3 stood 4-5 %
+    # higher beside whole models than beside blocks, and a table validated 4 % high against it
+    # (ExecuTorch XNNPACK, bench/results/lut_accuracy_sod-xnnpack1-v4.md). `hwnas lut build` uses 0.2.
+    settle_ms: float = 0.0
 
     def __post_init__(self):
         if self.warmup_runs < 10 or self.warmup_s < 0.2:
@@ -52,7 +60,7 @@ class Protocol:
             )
         if self.clock not in CLOCKS:
             raise ProfilerError(f"clock {self.clock!r} unknown; allowed: {list(CLOCKS)}")
-        if self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1 or self.rounds < 1:
+        if self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1 or self.rounds < 1 or self.settle_ms < 0:
             raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1 and rounds >= 1 required, got {self}")
 
     def to_dict(self) -> dict:
@@ -163,8 +171,11 @@ def time_callable(run: Callable[[], object], protocol: Protocol, clock: Callable
     return best
 
 
-# runs per turn in an interleaved window; the first run after a switch is not recorded (see time_interleaved)
+# runs recorded per turn in an interleaved window is INTERLEAVE_BATCH - 1: a turn's first run after a
+# switch is not recorded, nor further ones up to Protocol.settle_ms (see time_interleaved)
 INTERLEAVE_BATCH = 3
+SETTLE_MAX_RUNS = 4
+SETTLE_WARMUP_BOUND = 10  # x settle_ms: a first run after a switch this slow is not re-run in the warm-up
 
 
 def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, seed: int = 0,
@@ -179,8 +190,10 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
     runs back to back of which the first is not recorded: right after a switch a callable runs in
     the caches its predecessor left (measured: a small reference model interleaved run for run ran
     ~5 % slower beside whole models than beside single blocks), while the recorded runs see the
-    warm caches a back-to-back benchmark sees. Warm-up and the timed window follow ``protocol``
-    (each callable gets >= ``runs`` samples; the window lasts >= ``min_time_s``). Returns one
+    warm caches a back-to-back benchmark sees; a callable faster than ``protocol.settle_ms`` gets
+    more untimed runs at a turn's start, enough to fill that time (at most ``SETTLE_MAX_RUNS``,
+    judged by its warm-up median), since one run does not settle it. Warm-up and the timed window
+    follow ``protocol`` (each callable gets >= ``runs`` samples; the window lasts >= ``min_time_s``). Returns one
     :class:`Measurement` per name; re-measured (up to ``max_attempts``) while the first name's
     IQR/median is past ``unstable_iqr``. ``before[name]``, where given, runs before every run of
     ``name``, outside the timed region (a cache flush: ``profilers.cache``).
@@ -200,11 +213,21 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
     best: dict[str, Measurement] | None = None
     for attempt in range(1, protocol.max_attempts + 1):
         warm, t0 = 0, clock()
+        warm_ms: dict[str, list[float]] = {n: [] for n in names}  # each turn's settled run, for the skip
         while warm < protocol.warmup_runs or clock() - t0 < protocol.warmup_s:
             for n in names:
-                pre[n]()
-                runs[n]()
+                for again in range(2):
+                    pre[n]()
+                    a = clock()
+                    runs[n]()
+                    ms = (clock() - a) * 1e3
+                    # the first run after a switch is unsettled; a second shows the callable's own
+                    # speed, needed only where it may need more than one untimed run
+                    if again or ms >= SETTLE_WARMUP_BOUND * protocol.settle_ms:
+                        warm_ms[n].append(ms)
+                        break
             warm += 1
+        skips = {n: _turn_skip(skip, float(np.median(warm_ms[n])), protocol.settle_ms) for n in names}
         samples: dict[str, list[float]] = {n: [] for n in names}
         t_start = clock()
         while ((len(samples[names[0]]) < protocol.runs or clock() - t_start < protocol.min_time_s)
@@ -212,16 +235,16 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
             order = names[:]
             rng.shuffle(order)
             for n in order:
-                run, pre_run = runs[n], pre[n]
-                for k in range(batch):
+                run, pre_run, skip_n = runs[n], pre[n], skips[n]
+                for k in range(skip_n + batch - skip):
                     pre_run()
                     a = clock()
                     run()
-                    if k >= skip:
+                    if k >= skip_n:
                         samples[n].append((clock() - a) * 1e3)
         got = {n: Measurement.from_samples(samples[n], warm, protocol.unstable_iqr, attempt,
                                            dict(info or {}, interleaved_with=[m for m in names if m != n],
-                                                interleave_batch=batch))
+                                                interleave_batch=batch, interleave_skip=skips[n]))
                for n in names}
         if best is None or got[names[0]].iqr_over_median < best[names[0]].iqr_over_median:
             best = got
@@ -234,6 +257,16 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
 
 def _nothing() -> None:
     return None
+
+
+def _turn_skip(skip: int, warm_median_ms: float, settle_ms: float) -> int:
+    """Untimed runs at the start of a turn: ``skip``, or as many runs as fill ``settle_ms`` of a
+    callable that fast (at most ``SETTLE_MAX_RUNS``)."""
+    import math
+
+    if skip == 0 or settle_ms <= 0 or warm_median_ms <= 0:
+        return skip
+    return int(min(SETTLE_MAX_RUNS, max(skip, math.ceil(settle_ms / warm_median_ms))))
 
 
 def trimmed_mean(values: list[float], cut: float = 0.1) -> float:

@@ -478,11 +478,12 @@ def test_cli_build_validate_calibrate_end_to_end(tmp_path, capsys):
 def test_export_ahead_replaces_its_workers_in_batches_and_exports_every_block(tmp_path, monkeypatch):
     """Workers are replaced every EXPORTS_PER_WORKER blocks each (ExecuTorch's export grows a worker's
     memory by ~14 MB per block): a new pool per batch; every block of every batch is exported."""
+    import lut.export_pool
     import lut.measure
     from hwnas.blocks import space_blocks
     from hwnas.space import create
 
-    monkeypatch.setattr(lut.measure, "EXPORTS_PER_WORKER", 2)  # 10 blocks, 2 workers: 3 pools
+    monkeypatch.setattr(lut.export_pool, "EXPORTS_PER_WORKER", 2)  # 10 blocks, 2 workers: 3 pools
     blocks = space_blocks(create("inas-smoke"), [32])[:10]
     assert len(blocks) == 10
     meter = lut.measure.BlockMeter(ort(), tmp_path / "work")
@@ -490,3 +491,24 @@ def test_export_ahead_replaces_its_workers_in_batches_and_exports_every_block(tm
     assert set(arts) == {b.key for b in blocks}
     assert all(a.isolated.is_file() and a.context is not None and a.context.is_file() for a in arts.values())
     assert len(list((tmp_path / "cache").iterdir())) == 10  # one folder per block, no temporary left
+
+
+def test_whole_models_are_exported_ahead_in_worker_processes(tmp_path):
+    """Validation exports every model before timing any, in spawned workers (an ExecuTorch export
+    of a 320 px model takes tens of seconds): each case's artifact exists, named for its model; a
+    case that cannot be sent to a worker (built by a lambda) leaves the export to the timing loop."""
+    import functools
+    import random
+
+    from hwnas.cli.lut import _whole_model
+    from hwnas.space import create
+    from lut.validate import ModelCase, _export_ahead
+
+    space = create("inas-smoke")
+    archs = {a.to_string(): a for a in (space.sample(random.Random(i), resolution=32) for i in range(6))}
+    cases = [ModelCase(n, [b.key for b in space.blocks(a)], functools.partial(_whole_model, space, a)) for n, a in archs.items()]
+    arts = _export_ahead(cases, ort(), tmp_path, progress=False)
+    assert set(arts) == set(archs) and len(arts) >= 4
+    assert all(path.is_file() and shapes == [(1, 3, 32, 32)] for path, shapes in arts.values())
+    lambdas = [ModelCase(c.name, c.keys, lambda c=c: c.build()) for c in cases]
+    assert _export_ahead(lambdas, ort(), tmp_path / "l", progress=False) == {}

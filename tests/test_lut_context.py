@@ -109,6 +109,44 @@ def test_interleaved_ratio_tracks_work_and_cancels_a_slowdown():
     assert slow["three"].median_ms / slow["one"].median_ms == pytest.approx(ratio, rel=0.35)
 
 
+def test_a_fast_callable_settles_for_more_runs_after_a_big_one_before_it_is_recorded():
+    """The reference (0.046 ms) after a whole 320 px model ran 0.146 / 0.051 / 0.047 / 0.0467 ms
+    (steady 0.0462): with one untimed run its median stood ~5 % high beside whole models. A fake
+    clock replays that: with ``settle_ms`` it gets untimed runs for 0.2 ms of its own time (4 runs),
+    so its median is its steady time beside a big callable; without, runs 2-3 are."""
+    from profilers.stats import Protocol
+
+    now = [0.0]
+    last = [None]
+    after_switch = {"n": 0}
+    settle_curve_ms = [0.146, 0.051, 0.047, 0.0467]  # then 0.0462
+
+    def clock():
+        return now[0]
+
+    def big():
+        now[0] += 0.177
+        last[0] = "big"
+
+    def ref():
+        if last[0] != "ref":
+            after_switch["n"] = 0
+        k = after_switch["n"]
+        after_switch["n"] += 1
+        now[0] += (settle_curve_ms[k] if k < len(settle_curve_ms) else 0.0462) / 1e3
+        last[0] = "ref"
+
+    base = dict(warmup_runs=10, warmup_s=0.2, runs=20, min_time_s=0.0, max_attempts=1)
+    settled = time_interleaved({"ref": ref, "big": big}, Protocol(**base, settle_ms=0.2), seed=0, clock=clock)
+    assert settled["ref"].info["interleave_skip"] == 4 and settled["big"].info["interleave_skip"] == 1
+    assert settled["ref"].median_ms == pytest.approx(0.0462, rel=1e-6)
+    assert len(settled["ref"].samples_ms) == len(settled["big"].samples_ms)  # same recorded runs per turn
+    plain = time_interleaved({"ref": ref, "big": big}, Protocol(**base), seed=0, clock=clock)
+    assert plain["ref"].info["interleave_skip"] == 1
+    # runs 2-3 after a switch are recorded (a turn that follows its own previous turn has no switch)
+    assert plain["ref"].median_ms >= 0.047 - 1e-9 and plain["ref"].median_ms > 1.015 * settled["ref"].median_ms
+
+
 def test_short_build_records_reference_and_context_and_predicts_with_them(tmp_path):
     from hwnas.space import create
     from lut.build import build

@@ -12,7 +12,7 @@ from hwnas.cli.profilers import add_backend_args, make_profiler
 
 # block tables have hundreds of sub-millisecond entries: >= 100 runs and 0.2 s of timed runs each keeps an
 # inas-sod build near 15 min and inas-tiny under 5 min on one core
-BUILD_PROTOCOL = {"runs": 100, "min_time_s": 0.2, "max_attempts": 2}
+BUILD_PROTOCOL = {"runs": 100, "min_time_s": 0.2, "max_attempts": 2, "settle_ms": 0.2}
 
 
 def register(sub) -> None:
