@@ -61,7 +61,7 @@ class Protocol:
         if self.clock not in CLOCKS:
             raise ProfilerError(f"clock {self.clock!r} unknown; allowed: {list(CLOCKS)}")
         if self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1 or self.rounds < 1 or self.settle_ms < 0:
-            raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1 and rounds >= 1 required, got {self}")
+            raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1, rounds >= 1 and settle_ms >= 0 required, got {self}")
 
     def to_dict(self) -> dict:
         return asdict(self)
