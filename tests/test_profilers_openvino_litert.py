@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -152,6 +153,74 @@ def test_lut_build_and_rebuilt_profiler(tmp_path, backend):
     again = table_profiler(read, runs=20)
     assert again.name == backend and again.settings() == prof.settings()
     assert again.measure(conv(), X).median_ms > 0
+
+
+@needs_openvino
+def test_openvino_blocks_through_the_onnx_frontend_are_the_deployed_ir(tmp_path):
+    """``--exporter torchscript`` (a table's blocks) converts a TorchScript ONNX export with the ONNX
+    frontend; ``dynamo`` (what ``hwnas export`` deploys) the module with the PyTorch frontend. On an
+    inas-tiny fusion block in its context graph both give the same operations and the same outputs."""
+    import tarfile
+
+    import numpy as np
+
+    from deploy.openvino_export import run_openvino
+    from hwnas.space import create
+    from lut.context import in_context
+
+    block = next(b for b in create("inas-tiny").all_blocks([64]) if b.key.startswith("fusion"))
+    module, inputs = in_context(block)
+    irs = {}
+    for exporter in ("dynamo", "torchscript"):
+        prof = profilers.get("openvino-cpu", threads=1, exporter=exporter)
+        assert prof.artifact_settings() == {"exporter": exporter}
+        folder = tmp_path / exporter
+        folder.mkdir()
+        with tarfile.open(prof.export(module, inputs, tmp_path / f"{exporter}.tar")) as tar:
+            tar.extractall(folder)
+        import openvino as ov
+
+        ops = sorted(op.get_type_name() for op in ov.Core().read_model(str(folder / "model.xml")).get_ordered_ops())
+        irs[exporter] = (ops, run_openvino(folder / "model.xml", inputs))
+    assert irs["dynamo"][0] == irs["torchscript"][0]
+    for a, b in zip(irs["dynamo"][1], irs["torchscript"][1]):
+        assert np.abs(a - b).max() <= 1e-5
+    with pytest.raises(ProfilerError, match="exporter 'tflite' unknown"):
+        profilers.get("openvino-cpu", exporter="tflite")
+
+
+@needs_openvino
+def test_openvino_conversion_starts_no_telemetry_process(tmp_path, monkeypatch):
+    """OpenVINO's converter sends each conversion's telemetry from a new process; in a table build's
+    spawned export workers each was a fresh interpreter (3.5 s per block instead of 0.5 s)."""
+    import multiprocessing
+
+    from deploy.openvino_export import export_openvino
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("HWNAS_OPENVINO_TELEMETRY", raising=False)
+    for frontend in ("pytorch", "onnx"):
+        export_openvino(conv(), X, tmp_path / f"{frontend}.xml", frontend=frontend)
+        assert multiprocessing.active_children() == []
+    assert "CI" not in os.environ  # set for the conversion only
+
+
+def test_context_runs_follow_a_model_run_only_where_the_model_fits_in_the_cache(monkeypatch):
+    """inas-tiny at 64 px fits this machine's L3: its blocks' context runs follow a whole-model run;
+    with a last-level cache smaller than the model they follow the flush of the model's bytes."""
+    import profilers.cache
+    from hwnas.cli.lut import _cold_context_plan
+    from hwnas.space import create
+
+    space = create("inas-tiny")
+    model = space.model_bytes(64)
+    monkeypatch.setattr(profilers.cache, "last_level_cache_bytes", lambda: 4 * model)
+    flush, between = _cold_context_plan(space, [64])
+    keys = {b.key for b in space.all_blocks([64])}
+    assert set(between) == keys and set(flush) == keys and set(flush.values()) == {model}
+    monkeypatch.setattr(profilers.cache, "last_level_cache_bytes", lambda: model // 2)
+    flush, between = _cold_context_plan(space, [64])
+    assert between == {} and set(flush) == keys
 
 
 def test_options_unknown_are_refused():

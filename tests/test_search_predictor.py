@@ -46,7 +46,8 @@ def test_encoder_marks_only_existing_layers(tiny_space):
     assert np.array_equal(enc.encode(g.to_arch(v), lo), xs)
 
 
-@pytest.mark.parametrize("name, min_tau", [("ridge", 0.45), ("gbt", 0.45), ("mlp", 0.45), ("gp", 0.45)])
+@pytest.mark.parametrize("name, min_tau", [("ridge", 0.45), ("gbt", 0.45), ("mlp", 0.45), ("gp", 0.45),
+                                            ("ensemble", 0.45)])
 def test_predictors_rank_held_out_candidates(tiny_space, name, min_tau):
     lat, fit = MacsLatencyModel(tiny_space), SyntheticFitness(tiny_space, RES)
     lo, hi = latency_range(tiny_space, lat, RES)

@@ -33,7 +33,9 @@ def register(sub) -> None:
                         "the fastest window's")
     q.add_argument("--limit", type=positive_int, default=None, help="stop after this many new blocks (a rerun continues)")
     q.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
-                   help="ONNX exporter for blocks (onnxruntime/tensorrt backends; torchscript is ~50x faster)")
+                   help="how blocks are exported: torchscript (default) = the TorchScript ONNX exporter, ~50x faster "
+                        "for onnxruntime/tensorrt, a little faster for openvino (read by its ONNX frontend); "
+                        "dynamo = the path `hwnas export` deploys")
     q.add_argument("--no-progress", action="store_true")
     add_backend_args(q)
     q.set_defaults(func=_build)
@@ -83,8 +85,8 @@ def register(sub) -> None:
         q.add_argument("--runs", type=positive_int, default=None,
                        help="timed runs per whole model (default: the table's protocol; warm-up and clock stay the table's)")
         q.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"],
-                       help="ONNX exporter for whole models (onnxruntime/tensorrt): dynamo = the deployed artifact "
-                            "(default), torchscript = the blocks' exporter, ~50x faster to export")
+                       help="how whole models are exported (onnxruntime/tensorrt/openvino): dynamo = the deployed "
+                            "artifact (default), torchscript = the blocks' exporter, faster to export")
         q.add_argument("--host", default=None, help="SSH host (default: the one the table was built through)")
         q.add_argument("--remote-python", default="python3")
         q.add_argument("--ssh-config", default=None)
@@ -169,6 +171,28 @@ def _whole_model(space, arch) -> tuple:
 
 
 # ------------------------------------------------------------------------------ commands
+def _cold_context_plan(space, res: list[int]) -> tuple[dict, dict]:
+    """(block key -> bytes of the cache flush before its context runs, block key -> builder of the
+    whole model run before them instead): ``lut.measure.BlockMeter``'s ``model_bytes`` and
+    ``model_between``.
+
+    A block's context runs follow a cache flush where a typical model at its resolution outgrows the
+    last-level cache (``profilers.cache``); where it fits, on runtimes that generate code per node,
+    an untimed run of the space's smallest model at that resolution. Not where it outgrows the cache:
+    there the other blocks' data evicts the block's, which the flush reproduces, while ~150 untimed
+    model runs per block cost 4x the build (OpenVINO, inas-sod at 320 px, this 2-core VM: 9.8 s per
+    block against 2.5 s with the flush)."""
+    from profilers.cache import last_level_cache_bytes
+
+    at_res = {r: space.all_blocks([r]) for r in res}
+    bytes_at = {r: space.model_bytes(r) for r in res}
+    model_bytes = {b.key: bytes_at[r] for r, bs in at_res.items() for b in bs}
+    between_at = {r: functools.partial(_whole_model, space, space.smallest(r)) for r in res
+                  if bytes_at[r] <= last_level_cache_bytes()}
+    model_between = {b.key: between_at[r] for r, bs in at_res.items() if r in between_at for b in bs}
+    return model_bytes, model_between
+
+
 def _build(args) -> int:
     from hwnas.space import create
     from lut.build import build
@@ -184,14 +208,7 @@ def _build(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before any work
     print(f"{space.name}@{space.hash}: {len(blocks)} distinct blocks at {res} on {args.backend}"
           f"{' via ' + args.host if args.host else ''}, {args.threads} thread(s)", file=sys.stderr)
-    # a block's context runs follow a cache flush where a typical model at its resolution outgrows the
-    # last-level cache (profilers.cache), or, on runtimes that generate code per node, an untimed run
-    # of the space's smallest model at its resolution (lut.measure.BlockMeter)
-    at_res = {r: space.all_blocks([r]) for r in res}
-    bytes_at = {r: space.model_bytes(r) for r in res}
-    model_bytes = {b.key: bytes_at[r] for r, bs in at_res.items() for b in bs}
-    between_at = {r: functools.partial(_whole_model, space, space.smallest(r)) for r in res}
-    model_between = {b.key: between_at[r] for r, bs in at_res.items() for b in bs}
+    model_bytes, model_between = _cold_context_plan(space, res)
     table = build(blocks, prof, args.out, {"name": space.name, "hash": space.hash}, resolutions=res, seed=args.seed,
                   progress=not args.no_progress, limit=args.limit, model_bytes=model_bytes, model_between=model_between)
     if hasattr(prof, "close"):

@@ -6,7 +6,7 @@ encoding, trained on measured subnets. Here a predictor is refitted every iterat
 evaluated candidate (architecture encoding + its LUT latency -> fitness) and used to decide which
 of many bred offspring get a real evaluation (:func:`hwnas.search.evolution` ``predictor=``).
 
-Four regressors behind one interface (``fit(X, y)``, ``predict(X)``), all deterministic for a seed:
+Five regressors behind one interface (``fit(X, y)``, ``predict(X)``), all deterministic for a seed:
 
 - ``ridge`` — linear baseline on standardised features (scikit-learn ``Ridge``);
 - ``gbt``  — gradient-boosted trees (scikit-learn ``HistGradientBoostingRegressor``, no early
@@ -15,7 +15,9 @@ Four regressors behind one interface (``fit(X, y)``, ``predict(X)``), all determ
   full-batch Adam; one torch thread while fitting so the result does not depend on the thread count);
 - ``gp``   — Gaussian-process regression (scikit-learn ``GaussianProcessRegressor``, RBF + white-noise
   kernel on standardised features, hyper-parameters by marginal likelihood from one fixed start): with
-  a hundred noisy fitness values the noise level is learnt rather than fitted into the ranking.
+  a hundred noisy fitness values the noise level is learnt rather than fitted into the ranking;
+- ``ensemble`` — the mean of ``gp``, ``gbt`` and ``mlp`` (each on standardised targets): three
+  models of different biases, whose errors on a hundred noisy values are partly independent.
 
 Which one is the default was decided by measurement (``bench/predictor_search.py``), not here.
 
@@ -38,7 +40,7 @@ from hwnas.arch import Arch
 from hwnas.search.errors import SearchError
 from hwnas.search.sampling import Genome
 
-PREDICTORS = ("none", "mlp", "gbt", "ridge", "gp")
+PREDICTORS = ("none", "mlp", "gbt", "ridge", "gp", "ensemble")
 
 
 def check_predictor(name: str) -> str:
@@ -221,12 +223,30 @@ class GpPredictor(_Standardised):
             return self._untarget(self.model.predict(self.scaler.transform(X)))
 
 
+class EnsemblePredictor(_Standardised):
+    """The mean of ``gp``, ``gbt`` and ``mlp`` fitted on the same standardised targets."""
+
+    MEMBERS = ("gp", "gbt", "mlp")
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> EnsemblePredictor:
+        z = self._targets(y)
+        self.members = [make_predictor(name, seed=self.seed).fit(X, z) for name in self.MEMBERS]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self._untarget(np.mean([m.predict(X) for m in self.members], axis=0))
+
+
 def make_predictor(name: str, seed: int = 0):
-    """A fresh, unfitted predictor by name (``mlp``, ``gbt``, ``ridge``, ``gp``)."""
+    """A fresh, unfitted predictor by name (``mlp``, ``gbt``, ``ridge``, ``gp``, ``ensemble``)."""
     check_predictor(name)
     if name == "none":
         raise SearchError("predictor 'none' has no model")
-    return {"mlp": MlpPredictor, "gbt": GbtPredictor, "ridge": RidgePredictor, "gp": GpPredictor}[name](seed=seed)
+    return {"mlp": MlpPredictor, "gbt": GbtPredictor, "ridge": RidgePredictor, "gp": GpPredictor,
+            "ensemble": EnsemblePredictor}[name](seed=seed)
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
@@ -238,5 +258,5 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     return float(kendalltau(a, b).statistic)
 
 
-__all__ = ["PREDICTORS", "ArchEncoder", "GbtPredictor", "GpPredictor", "MlpPredictor", "RidgePredictor", "check_predictor",
+__all__ = ["PREDICTORS", "ArchEncoder", "EnsemblePredictor", "GbtPredictor", "GpPredictor", "MlpPredictor", "RidgePredictor", "check_predictor",
            "kendall_tau", "make_predictor"]
