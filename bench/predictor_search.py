@@ -14,9 +14,9 @@ Two measurements, on disjoint data so the choice is not made on the reported fig
    images, and Kendall tau between the two scores: how well one noisy score ranks another; and
    each predictor's tau against the mean of the two scores, a truer metric (half the noise
    variance of one score) that the predictors never see. Fronts over the first E evaluations
-   (E = the smallest total of the seed) are compared by hypervolume (latency scaled to the range, reference fitness = the lowest evaluated in
-   that seed) and, for each tenth of the latency range, by whether uniform's front rises above the
-   other's there.
+   (E = the smallest total of the seed) are compared by hypervolume (latency scaled to the range,
+   reference fitness = the lowest evaluated in that seed) and, for each tenth of the latency
+   range, by whether uniform's front rises above the other's there.
 
 A fitness value depends only on the architecture (same supernet weights, same calibration and
 validation images), so every search of a run shares one memo: a candidate two searches both
