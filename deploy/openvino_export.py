@@ -38,18 +38,10 @@ def _conversion_telemetry_off():
     320 px exported at 2.6 s per block with 2 workers, 0.35 s without, and a table build would
     send ~1900 events. The converter declines telemetry when ``CI=true`` (its documented CI switch, read at each
     conversion), so that is set for the call only; ``HWNAS_OPENVINO_TELEMETRY=1`` keeps the default."""
-    if os.environ.get(KEEP_TELEMETRY_ENV) == "1":
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {} if os.environ.get(KEEP_TELEMETRY_ENV) == "1" else {"CI": "true"}):
         yield
-        return
-    before = os.environ.get("CI")
-    os.environ["CI"] = "true"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("CI", None)
-        else:
-            os.environ["CI"] = before
 
 
 def export_openvino(model: "torch.nn.Module", example_inputs: tuple, path, precision: str = "fp32",
@@ -107,18 +99,18 @@ def export_openvino(model: "torch.nn.Module", example_inputs: tuple, path, preci
 def _convert(ov, model, example_inputs: tuple, folder: Path, frontend: str):
     """The module as an OpenVINO model, through the PyTorch frontend or a TorchScript ONNX export
     (static shapes) read by the ONNX frontend."""
-    import tempfile
-
-    import torch
-
-    from deploy.onnx_export import export_torchscript_onnx
-
     if frontend == "pytorch":
+        import torch
+
         with torch.no_grad():
             # ``input`` fixes static shapes (without it the IR is [?,3,?,?] and the CPU plugin
             # compiles a dynamic-shape graph: slower, and not the shape a table measures)
             return ov.convert_model(model, example_input=example_inputs,
                                     input=[ov.PartialShape(list(x.shape)) for x in example_inputs])
+    import tempfile
+
+    from deploy.onnx_export import export_torchscript_onnx
+
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ov-onnx-", dir=folder) as tmp:
         onnx_path = export_torchscript_onnx(model, example_inputs, Path(tmp) / "model.onnx")
