@@ -152,6 +152,9 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--screen-factor", type=int, default=5)
     ap.add_argument("--explore", type=float, default=0.2)
+    ap.add_argument("--screen-init", type=float, default=0.0,
+                    help="share of the initial population the predictor picks (default 0: offspring only, as in the "
+                         "twelfth and thirteenth sessions' runs)")
     ap.add_argument("--predictors", default="gbt,mlp,ridge,gp")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--selection-seed", type=int, default=100)
@@ -209,7 +212,8 @@ def main() -> int:
     def run(seed: int, sampler: str, predictor: str = "none"):
         cfg = SearchConfig(resolution=res, population=args.population, groups=args.groups, keep=args.keep,
                            iterations=args.iterations, seed=seed, sampler=sampler, predictor=predictor,
-                           screen_factor=args.screen_factor, explore=args.explore)
+                           screen_factor=args.screen_factor, explore=args.explore,
+                           screen_init=args.screen_init)
         t0 = time.perf_counter()
         r = search(space, latency, fitness_for(seed), cfg, progress=False)
         dumped[f"{sampler}-{predictor}-seed{seed}"] = [[c.arch, c.latency_ms, c.fitness, c.origin, c.iteration] for c in r.candidates]
@@ -299,7 +303,7 @@ def main() -> int:
         "space": space.name, "resolution": res, "lat_min_ms": lo, "lat_max_ms": hi,
         "latency_source": lat_source, "fitness_source": fit_source,
         "settings": {"population": args.population, "groups": args.groups, "keep": args.keep, "iterations": args.iterations,
-                     "screen_factor": args.screen_factor, "explore": args.explore, "selection_seed": args.selection_seed,
+                     "screen_factor": args.screen_factor, "explore": args.explore, "screen_init": args.screen_init, "selection_seed": args.selection_seed,
                      "splits": args.splits},
         "choice": choice, "summary": summary, "accept": accept, "runs": runs,
         "fitness_computed": computed, "wall_seconds": round(time.perf_counter() - t_start, 1),

@@ -21,6 +21,7 @@ from deploy.fileio import Journal
 from lut.blocks import BlockSpec
 from lut.errors import LUTError
 from lut.measure import latency_model_kind
+from lut.reference import REFERENCE_NAME
 from lut.table import COLUMNS, LatencyTable, compatibility_problem
 
 
@@ -36,7 +37,7 @@ def artifacts_path(out: str | Path) -> Path:
 
 
 def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = None, flushed: bool = False,
-                   between: bool = False) -> dict:
+                   between: bool = False, reference: str = REFERENCE_NAME) -> dict:
     """The identity a table is stored with (see ``lut.table``)."""
     device = profiler.device_info()
     ident = profiler.identity()
@@ -49,7 +50,7 @@ def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = No
         # how block artifacts were produced (recorded, not compared: whole models may be made another way)
         "artifacts": ident["artifacts"],
         "resolutions": sorted(set(int(r) for r in resolutions)) if resolutions else None,
-        "latency_model": latency_model_kind(profiler, flushed, between),
+        "latency_model": latency_model_kind(profiler, flushed, between, reference),
     }
 
 
@@ -129,7 +130,7 @@ def _row(block: BlockSpec, m) -> dict:
 def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *, resolutions=None, seed: int = 0,
           progress: bool = True, limit: int | None = None, on_row: Callable[[dict], None] | None = None,
           model_bytes: Mapping[str, int] | None = None,
-          model_between: Mapping[str, Callable[[], tuple]] | None = None) -> LatencyTable:
+          model_between: Mapping[str, Callable[[], tuple]] | None = None, reference: str = REFERENCE_NAME) -> LatencyTable:
     """See :func:`_build`. One build at a time per ``out``: the journal's lock is taken before the
     table is read (a second build is refused naming the first one's pid) and held until the table
     is written and the journal removed."""
@@ -138,7 +139,8 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
     journal = _journal(journal_path(out), None).lock()
     try:
         return _build(blocks, profiler, out, space, journal, resolutions=resolutions, seed=seed, progress=progress,
-                      limit=limit, on_row=on_row, model_bytes=model_bytes, model_between=model_between)
+                      limit=limit, on_row=on_row, model_bytes=model_bytes, model_between=model_between,
+                      reference=reference)
     finally:
         journal.close()
 
@@ -146,7 +148,7 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
 def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journal: Journal, *, resolutions=None,
            seed: int = 0, progress: bool = True, limit: int | None = None,
            on_row: Callable[[dict], None] | None = None, model_bytes: Mapping[str, int] | None = None,
-           model_between: Mapping[str, Callable[[], tuple]] | None = None) -> LatencyTable:
+           model_between: Mapping[str, Callable[[], tuple]] | None = None, reference: str = REFERENCE_NAME) -> LatencyTable:
     """Measure each distinct key of ``blocks`` with ``profiler`` into the table at ``out``.
 
     ``space`` is ``{"name": ..., "hash": ...}``. With ``profiler.protocol.rounds`` = R > 1 the
@@ -156,12 +158,15 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
     a cache flush of that size; ``model_between`` (block key -> builder of a whole model at its
     resolution): on runtimes that generate code per node, an untimed run of that model instead
     (``lut.measure.BlockMeter``). ``limit`` stops after that many new measurements (the journal
-    stays, a rerun continues). Returns the table (compacted only when complete; otherwise the rows
-    finished so far, unwritten).
+    stays, a rerun continues). ``reference``: the drift reference (``lut.reference``); a table or
+    journal already at ``out`` keeps the one its rows were measured against. Returns the table
+    (compacted only when complete; otherwise the rows finished so far, unwritten).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = table_metadata(profiler, space, resolutions, flushed=bool(model_bytes), between=bool(model_between))
+    reference = _prior_reference(out, journal.path) or reference
+    meta = table_metadata(profiler, space, resolutions, flushed=bool(model_bytes), between=bool(model_between),
+                          reference=reference)
     rounds = int(getattr(profiler.protocol, "rounds", 1))
     iqr = profiler.protocol.unstable_iqr
     finished: dict[str, dict] = {}  # key -> table row (every round in)
@@ -209,7 +214,8 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
         from lut.measure import BlockMeter
 
         with tempfile.TemporaryDirectory(prefix="hwnas-lut-") as tmp:
-            meter = BlockMeter(profiler, Path(tmp), seed=seed, model_bytes=model_bytes, model_between=model_between)
+            meter = BlockMeter(profiler, Path(tmp), seed=seed, model_bytes=model_bytes, model_between=model_between,
+                               reference=reference)
             # a resumed or extended build keeps the call overhead its first rows were measured with
             prior = (header or {}).get("latency_model") or meta.get("latency_model")
             if prior:
@@ -246,6 +252,21 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
         jpath.unlink(missing_ok=True)
         shutil.rmtree(artifacts_path(out), ignore_errors=True)
     return table
+
+
+def _prior_reference(out: Path, jpath: Path) -> str | None:
+    """The drift reference of the table at ``out`` or of its build's journal, if either exists."""
+    metas = []
+    if out.is_file():
+        metas.append(LatencyTable.read(out).metadata)
+    if jpath.is_file():
+        header, _ = _read_journal(jpath)
+        metas.append(header or {})
+    for m in metas:
+        ref = (m.get("latency_model") or {}).get("reference")
+        if ref:
+            return ref
+    return None
 
 
 def read_rows(path: str | Path) -> tuple[dict, list[dict]]:

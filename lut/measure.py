@@ -81,14 +81,15 @@ def _nbytes(shapes) -> int:
     return int(sum(4 * math.prod(int(x) for x in s) for s in shapes))  # fp32
 
 
-def latency_model_kind(profiler, flushed: bool = False, between: bool = False) -> dict:
+def latency_model_kind(profiler, flushed: bool = False, between: bool = False, reference: str = REFERENCE_NAME) -> dict:
     """How a table built with ``profiler`` measures context costs (``flushed``: context runs after a
     cache flush of the model's bytes; ``between``: after an untimed run of a whole model, where the
-    profiler generates code per node); tables of different kinds never mix."""
+    profiler generates code per node; ``reference``: the drift reference, ``lut.reference``); tables
+    of different kinds never mix."""
     interleaved = bool(getattr(profiler, "can_interleave", False))
     profiled = interleaved and bool(getattr(profiler, "has_node_profile", False))
     runs_between = between and profiled and bool(getattr(profiler, "kernel_code_per_node", False))
-    kind = {"version": 3, "reference": REFERENCE_NAME if interleaved else None,
+    kind = {"version": 3, "reference": reference if interleaved else None,
             "context": "node-profile" if profiled else "call-overhead",
             "cache": ("model-run" if runs_between else "model-bytes-flush" if flushed and interleaved else "warm")}
     if profiled:
@@ -139,7 +140,7 @@ class BlockMeter:
     """Measures blocks for one table build: holds the reference, the call overhead and a work folder."""
 
     def __init__(self, profiler, workdir: Path, seed: int = 0, model_bytes: Mapping[str, int] | None = None,
-                 model_between: Mapping[str, Callable[[], tuple]] | None = None):
+                 model_between: Mapping[str, Callable[[], tuple]] | None = None, reference: str = REFERENCE_NAME):
         """``model_bytes``: block key -> bytes a model holding that block touches per inference; its
         context runs then follow a cache flush of that size (``profilers.cache``). ``model_between``:
         block key -> a builder of ``(module, example inputs)`` of a whole model at the block's
@@ -148,8 +149,10 @@ class BlockMeter:
         a model's other blocks leave in the data and instruction caches and branch predictors.
         OpenVINO, inas-tiny at 64 px, two archs: their blocks' kernels in context summed to 192 /
         207 us warm and 207 / 242 us after each run of another architecture, against 210 / 253 us
-        inside the whole models (``PERF_COUNT``, one process)."""
+        inside the whole models (``PERF_COUNT``, one process). ``reference``: the drift reference's
+        name (``lut.reference``)."""
         self.profiler = profiler
+        self.reference = reference
         self.workdir = Path(workdir)
         self.seed = seed
         self.model_bytes = dict(model_bytes or {})
@@ -160,8 +163,9 @@ class BlockMeter:
         self._io: dict[int, IOCost] = {}  # flush bytes -> the I/O cost under that flush, measured when first needed
         self.last: dict = {}  # the last block's context-run terms, at its window's speed (bench/context_io.py)
         self._n = 0
-        self.ref_path = self._export(*reference_model(), "reference")
-        self.ref_shapes = [tuple(t.shape) for t in reference_model()[1]]
+        ref_module, ref_inputs = reference_model(reference)
+        self.ref_path = self._export(ref_module, ref_inputs, "reference")
+        self.ref_shapes = [tuple(t.shape) for t in ref_inputs]
         call_path = self._export(*call_model(), "call")
         call_shapes = [tuple(t.shape) for t in call_model()[1]]
         self.node_profiles = False
@@ -175,7 +179,8 @@ class BlockMeter:
 
     def describe(self) -> dict:
         """What the table's metadata records about how its context costs were measured."""
-        d = dict(latency_model_kind(self.profiler, bool(self.model_bytes), bool(self.model_between)), call_ms=self.call_ms,
+        d = dict(latency_model_kind(self.profiler, bool(self.model_bytes), bool(self.model_between), self.reference),
+                 call_ms=self.call_ms,
                  call_ref_ms=None if math.isnan(self.call_ref_ms) else self.call_ref_ms)
         if self._io:
             d["io_cost"] = {str(flush): c.to_dict() for flush, c in sorted(self._io.items())}

@@ -26,10 +26,21 @@ import torch
 import torch.nn as nn
 
 REFERENCE_NAME = "ref-conv16-32px-v1"  # change the name when the workload changes: tables record it
+# The same layers on a 256 x 256 input (4 MB per tensor: beyond L2, inside a 32 MB L3), ~4 ms at 1
+# thread, for tables of models that outgrow the last-level cache. Why: at 320 px a 40-50 ms model
+# streams its layers' MB-sized activations through the shared L3, and on a host whose speed moved
+# ±15 % over tens of seconds the 50 KB reference, which lives in L2, followed it only partly.
+# Interleaved with 8 inas-sod models at 320 px in 6 rounds (bench/reference_ab.py, two runs of
+# different models), the far-apart retest of the models' ratios: ONNX Runtime 1 thread 3.56 / 3.96 %
+# to the 32 px reference, 1.55 / 2.42 % to this one (raw 7.06 / 7.32 %); 2 threads 12.8 / 8.62 % vs
+# 4.01 / 5.57 % (raw 13.0 / 22.8 %).
+LARGE_REFERENCE_NAME = "ref-conv16-256px-v1"
+REFERENCE_SIDES = {REFERENCE_NAME: 32, LARGE_REFERENCE_NAME: 256}
 
 
 class _Reference(nn.Module):
-    """Convolutions of the kinds the blocks run (dense 3x3, depthwise, pointwise), ~0.1 ms at 1 thread."""
+    """Convolutions of the kinds the blocks run (dense 3x3, depthwise, pointwise), ~0.1 ms at 1 thread
+    on its 32 x 32 input."""
 
     def __init__(self):
         super().__init__()
@@ -42,10 +53,15 @@ class _Reference(nn.Module):
         return self.body(x)
 
 
-def reference_model() -> tuple[nn.Module, tuple]:
-    """(module, example inputs), the same on every machine (seeded weights)."""
+def reference_model(name: str = REFERENCE_NAME) -> tuple[nn.Module, tuple]:
+    """(module, example inputs) of the reference called ``name``, the same on every machine (seeded weights)."""
+    side = REFERENCE_SIDES.get(name)
+    if side is None:
+        from lut.errors import LUTError
+
+        raise LUTError(f"reference {name!r} unknown; allowed: {', '.join(REFERENCE_SIDES)}")
     torch.manual_seed(0)
-    return _Reference().eval(), (torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(0)),)
+    return _Reference().eval(), (torch.randn(1, 16, side, side, generator=torch.Generator().manual_seed(0)),)
 
 
 def call_model() -> tuple[nn.Module, tuple]:

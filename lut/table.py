@@ -138,6 +138,7 @@ class LatencyTable:
         # context costs in the table's time scale: each block's cost relative to the reference of its
         # own window, times the reference's median over the build (lut.reference)
         self.reference_ms = float(np.median(ref)) if ref.size and not np.isnan(ref).any() else None
+        self.reference_name: str | None = lm.get("reference")  # which reference (lut.reference) ref_ms timed
         self._context: dict[str, float] | None = None
         self.call_ms: float | None = None
         if ctx.size and not np.isnan(ctx).any() and lm.get("call_ms") is not None:

@@ -96,14 +96,26 @@ def shard_journal(journal: Path, index: int, count: int) -> Path:
     return journal.with_name(f"{journal.stem}.{index}of{count}{journal.suffix}")
 
 
-def _journal_identity(profiler) -> dict:
+def _journal_identity(profiler, reference: str) -> dict:
     """What a whole-model measurement depends on: device, backend and its settings, timing protocol
-    (its ``rounds`` aside: a rerun with more rounds adds windows to the same journal)."""
+    (its ``rounds`` aside: a rerun with more rounds adds windows to the same journal), and the drift
+    reference timed beside it."""
     from lut.build import table_metadata
 
     meta = table_metadata(profiler, {})
     protocol = {k: v for k, v in meta["protocol"].items() if k != "rounds"}
-    return {"device": meta["device"], "backend": meta["backend"], "protocol": protocol}
+    return {"device": meta["device"], "backend": meta["backend"], "protocol": protocol, "reference": reference}
+
+
+def _identity_problem(a: dict, b: dict) -> str | None:
+    from lut.reference import REFERENCE_NAME
+    from lut.table import compatibility_problem
+
+    problem = compatibility_problem(a, b)
+    if problem:
+        return problem
+    ra, rb = a.get("reference", REFERENCE_NAME), b.get("reference", REFERENCE_NAME)  # journals before it: the small one
+    return f"drift reference differs: {ra} vs {rb}" if ra != rb else None
 
 
 def _measured_problem(obj: dict) -> str | None:
@@ -114,9 +126,7 @@ def _measured_problem(obj: dict) -> str | None:
 
 
 def _measured_journal(path: Path, identity: dict | None) -> Journal:
-    from lut.table import compatibility_problem
-
-    return Journal(path, identity, what=f"measurement journal {path}", problem=compatibility_problem,
+    return Journal(path, identity, what=f"measurement journal {path}", problem=_identity_problem,
                    check=_measured_problem, lost="one whole-model measurement (measured again by a rerun)")
 
 
@@ -166,7 +176,8 @@ def _export_ahead(cases: Sequence[ModelCase], profiler, folder: Path, progress: 
 
 
 def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = None, progress: bool = True,
-                  seed: int = 0, shard: tuple[int, int] | None = None, rounds: int = 1) -> dict[str, dict]:
+                  seed: int = 0, shard: tuple[int, int] | None = None, rounds: int = 1,
+                  reference: str | None = None) -> dict[str, dict]:
     """``{name: Measurement dict}``, measuring in a seeded random order; resumes from ``journal``.
 
     ``rounds`` > 1 measures every model that many times, round-robin (each round in a fresh random
@@ -179,6 +190,9 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
 
     ``shard=(i, k)`` measures only every k-th model (from the i-th, 1-based) into that shard's
     journal, so k processes can measure side by side; a later unsharded call reads them all.
+
+    ``reference``: the drift reference timed beside each model (``lut.reference``): the table's, so
+    the ratios are in its units (default the small one).
     """
     import tempfile
 
@@ -186,7 +200,10 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
 
     if rounds < 1:
         raise LUTError(f"rounds must be >= 1, got {rounds}")
-    identity = _journal_identity(profiler) if journal is not None else None
+    from lut.reference import REFERENCE_NAME
+
+    reference = reference or REFERENCE_NAME
+    identity = _journal_identity(profiler, reference) if journal is not None else None
     done = _load_journal(journal, identity)
     if shard is not None:
         i, k = shard
@@ -207,7 +224,7 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
             if interleaved:  # whole models are timed against the same reference as the table's blocks
                 from lut.reference import reference_model
 
-                ref_module, ref_inputs = reference_model()
+                ref_module, ref_inputs = reference_model(reference)
                 ref = (profiler.export(ref_module, ref_inputs, Path(tmp) / f"reference{profiler.artifact_suffix}"),
                        [tuple(t.shape) for t in ref_inputs])
             for r, case in tqdm(todo, desc="whole models" + (f" x {rounds} rounds" if rounds > 1 else ""), unit="model",
@@ -294,7 +311,7 @@ def validate(table, calibration_cases: Sequence[ModelCase], validation_cases: Se
     import numpy as np
 
     measured = measure_cases([*calibration_cases, *validation_cases], profiler, journal, progress, shard=shard,
-                             rounds=rounds)
+                             rounds=rounds, reference=table.reference_name)
     if shard is not None:
         return None
 

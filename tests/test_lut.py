@@ -236,6 +236,34 @@ def test_build_extends_an_existing_table(tmp_path):
     assert t.median_ms(blocks[0].key) == first.median_ms(blocks[0].key)  # old rows kept as measured
 
 
+def test_the_drift_reference_is_recorded_kept_when_extending_and_sized_by_the_cache(tmp_path, monkeypatch, sod_space):
+    from hwnas.cli.lut import _reference_for
+    from lut.reference import LARGE_REFERENCE_NAME, REFERENCE_NAME, reference_model
+
+    blocks = synthetic_blocks()
+    t = build(blocks[:2], ort(), tmp_path / "t.parquet", SPACE, resolutions=[16], progress=False,
+              reference=LARGE_REFERENCE_NAME)
+    assert t.metadata["latency_model"]["reference"] == LARGE_REFERENCE_NAME
+    back = LatencyTable.read(tmp_path / "t.parquet")
+    assert back.reference_name == LARGE_REFERENCE_NAME
+    small = build(blocks[:2], ort(), tmp_path / "s.parquet", SPACE, resolutions=[16], progress=False)
+    # the 256 px reference runs ~64x the pixels of the 32 px one: the table's median says which was timed
+    assert back.reference_ms > 10 * small.reference_ms
+    # extended by a build that would choose the small one: the table keeps the reference its rows have
+    t2 = build(blocks, ort(), tmp_path / "t.parquet", SPACE, resolutions=[32], progress=False, reference=REFERENCE_NAME)
+    assert t2.reference_name == LARGE_REFERENCE_NAME and len(t2) == len(blocks)
+    with pytest.raises(LUTError, match="reference 'nope' unknown; allowed: ref-conv16-32px-v1, ref-conv16-256px-v1"):
+        reference_model("nope")
+    # the rule: the L3-sized reference where a model at every resolution outgrows the last-level cache
+    low = min(sod_space.resolutions)
+    llc = (sod_space.model_bytes(low) + sod_space.model_bytes(320)) // 2
+    monkeypatch.setattr("profilers.cache.last_level_cache_bytes", lambda: llc)
+    assert _reference_for(sod_space, [320]) == LARGE_REFERENCE_NAME
+    assert _reference_for(sod_space, [low, 320]) == REFERENCE_NAME
+    monkeypatch.setattr("profilers.cache.last_level_cache_bytes", lambda: 1 << 40)
+    assert _reference_for(sod_space, [320]) == REFERENCE_NAME
+
+
 def test_torn_journal_line_is_dropped(tmp_path):
     blocks = synthetic_blocks()
     out = tmp_path / "t.parquet"
@@ -398,6 +426,8 @@ def test_measure_cases_rounds_round_robin_pooled_and_resumable(tmp_path):
     # measured with other settings: refused, not mixed
     with pytest.raises(IdentityError, match="measurement journal .* threads: 1 vs 2"):
         measure_cases(cases, ort(threads=2), journal=journal, progress=False, rounds=2)
+    with pytest.raises(IdentityError, match="drift reference differs: ref-conv16-32px-v1 vs ref-conv16-256px-v1"):
+        measure_cases(cases, ort(), journal=journal, progress=False, rounds=2, reference="ref-conv16-256px-v1")
     with pytest.raises(LUTError, match="rounds must be >= 1"):
         measure_cases(cases, ort(), rounds=0, progress=False)
 

@@ -77,6 +77,35 @@ def test_screened_search_spends_the_same_evaluations_and_records_counts(tiny_spa
     assert [(c.arch, c.fitness) for c in again.candidates] == [(c.arch, c.fitness) for c in res.candidates]
 
 
+def test_screened_initial_population_keeps_the_budget_and_picks_fitter_candidates(tiny_space):
+    lat = MacsLatencyModel(tiny_space)
+    fit = SyntheticFitness(tiny_space, RES)
+    res = search(tiny_space, lat, fit, cfg(predictor="gp", iterations=0, screen_init=0.5), progress=False)
+    assert len(res.candidates) == fit.calls == 60
+    assert 30 < res.history[0]["predicted"] <= 5 * 30  # a pool of 5 x 30 draws, less those already evaluated
+    # the same draws unscreened: the first half is the same search's first half
+    plain = search(tiny_space, lat, SyntheticFitness(tiny_space, RES), cfg(predictor="gp", iterations=0, explore=1.0, screen_init=0.5),
+                   progress=False)
+    assert [c.arch for c in plain.candidates[:30]] == [c.arch for c in res.candidates[:30]]
+    edges = group_edges(res.lat_min_ms, res.lat_max_ms, 6)
+
+    def excess(cands):  # fitness above the mean of the first (unscreened) half in the same latency group
+        from hwnas.search.sampling import group_of
+
+        base: dict[int, list[float]] = {}
+        for c in res.candidates[:30]:
+            base.setdefault(group_of(c.latency_ms, edges), []).append(c.fitness)
+        return float(np.mean([c.fitness - np.mean(base[group_of(c.latency_ms, edges)]) for c in cands]))
+
+    screened, random_half = excess(res.candidates[30:]), excess(plain.candidates[30:])
+    assert screened > random_half + 0.002  # measured +0.0108 vs +0.0052 (synthetic fitness, seed 0)
+    with pytest.raises(SearchError, match=r"screen_init must be in \[0, 1\)"):
+        search(tiny_space, lat, SyntheticFitness(tiny_space, RES), cfg(screen_init=1.0), progress=False)
+    # too few left to fit on: the whole population is sampled
+    small = search(tiny_space, lat, SyntheticFitness(tiny_space, RES), cfg(population=12, iterations=0, screen_init=0.5), progress=False)
+    assert "predicted" not in small.history[0] and len(small.candidates) == 12
+
+
 def test_explore_one_is_random_screening_and_settings_are_checked(tiny_space):
     lat = MacsLatencyModel(tiny_space)
     a = search(tiny_space, lat, SyntheticFitness(tiny_space, RES), cfg(explore=1.0, iterations=1), progress=False)
@@ -93,6 +122,7 @@ def test_predictor_is_part_of_the_run_identity(tiny_space, tmp_path):
     search(tiny_space, lat, SyntheticFitness(tiny_space, RES), cfg(iterations=1), out_dir=tmp_path, progress=False)
     identity = json.loads((tmp_path / STATE_FILE).read_text())["identity"]["config"]
     assert identity["predictor"] == "ridge" and identity["screen_factor"] == 5 and identity["explore"] == 0.2
+    assert "screen_init" not in identity  # its default leaves the identity as earlier versions wrote it
     with pytest.raises(IdentityError, match=r"config.predictor: 'ridge' vs 'gbt'"):
         search(tiny_space, lat, SyntheticFitness(tiny_space, RES), cfg(iterations=1, predictor="gbt"), out_dir=tmp_path, progress=False)
 
@@ -111,13 +141,15 @@ CHILD = textwrap.dedent(
         time.sleep(0.02)
         return inner(arch)
 
-    cfg = SearchConfig(resolution=64, population=60, groups=6, keep=18, iterations=4, seed=0, predictor="ridge")
+    cfg = SearchConfig(resolution=64, population=60, groups=6, keep=18, iterations=4, seed=0, predictor="ridge",
+                       screen_init=0.5)
     search(space, MacsLatencyModel(space), slow_fitness, cfg, out_dir=sys.argv[1], progress=False)
     """
 )
 
 
-def test_kill_9_mid_iteration_resumes_identically(tiny_space, tmp_path):
+@pytest.mark.parametrize("kill_after", [30 + 5, 60 + 18 + 5], ids=["screened-initial-half", "iteration-2"])
+def test_kill_9_mid_iteration_resumes_identically(tiny_space, tmp_path, kill_after):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -126,13 +158,14 @@ def test_kill_9_mid_iteration_resumes_identically(tiny_space, tmp_path):
     while time.time() < deadline and proc.poll() is None:
         if (out / CACHE_FILE).is_file():
             rows = (out / CACHE_FILE).read_text().count('"arch"')
-            if rows >= 60 + 18 + 5:  # inside iteration 2's evaluations
+            if rows >= kill_after:
                 break
         time.sleep(0.02)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    config = SearchConfig(resolution=RES, population=60, groups=6, keep=18, iterations=4, seed=0, predictor="ridge")
+    config = SearchConfig(resolution=RES, population=60, groups=6, keep=18, iterations=4, seed=0, predictor="ridge",
+                          screen_init=0.5)
     fit = SyntheticFitness(tiny_space, RES)
     resumed = search(tiny_space, MacsLatencyModel(tiny_space), fit, config, out_dir=out, progress=False)
     fresh = search(tiny_space, MacsLatencyModel(tiny_space), SyntheticFitness(tiny_space, RES), config, progress=False)

@@ -193,6 +193,17 @@ def _cold_context_plan(space, res: list[int]) -> tuple[dict, dict]:
     return model_bytes, model_between
 
 
+def _reference_for(space, res: list[int]) -> str:
+    """The drift reference of a table at ``res``: the L3-sized one (``lut.reference``) where a typical
+    model at every resolution outgrows the last-level cache, as its context runs are flushed; the
+    small, cache-resident one otherwise (sub-ms models at 64 px: 1.3-2.3 % MAPE with it)."""
+    from lut.reference import LARGE_REFERENCE_NAME, REFERENCE_NAME
+    from profilers.cache import last_level_cache_bytes
+
+    outgrow = all(space.model_bytes(r) > last_level_cache_bytes() for r in res)
+    return LARGE_REFERENCE_NAME if outgrow else REFERENCE_NAME
+
+
 def _build(args) -> int:
     from hwnas.space import create
     from lut.build import build
@@ -210,7 +221,8 @@ def _build(args) -> int:
           f"{' via ' + args.host if args.host else ''}, {args.threads} thread(s)", file=sys.stderr)
     model_bytes, model_between = _cold_context_plan(space, res)
     table = build(blocks, prof, args.out, {"name": space.name, "hash": space.hash}, resolutions=res, seed=args.seed,
-                  progress=not args.no_progress, limit=args.limit, model_bytes=model_bytes, model_between=model_between)
+                  progress=not args.no_progress, limit=args.limit, model_bytes=model_bytes, model_between=model_between,
+                  reference=_reference_for(space, res))
     if hasattr(prof, "close"):
         prof.close()
     complete = all(b.key in table for b in blocks)
@@ -375,7 +387,7 @@ def _calibrate(args) -> int:
     _, cal = _pick(raw, 0, args.n)
     chosen = [cases[i] for i in cal]
     measured = measure_cases(chosen, prof, journal=Path(f"{args.lut}.calibration.jsonl"), progress=not args.no_progress,
-                             rounds=args.rounds)
+                             rounds=args.rounds, reference=t.reference_name)
     from lut.validate import normalized_ms
 
     def target(name):

@@ -54,6 +54,9 @@ def register(sub) -> None:
     p.add_argument("--screen-factor", type=positive_int, default=5, help="with --predictor: offspring bred per offspring evaluated (default 5)")
     p.add_argument("--explore", type=probability, default=0.2,
                    help="with --predictor: share of each group's evaluations given to random offspring (default 0.2)")
+    p.add_argument("--screen-init", type=probability, default=0.0,
+                   help="with --predictor: share of the initial population the predictor picks, fitted on the rest, "
+                        "from --screen-factor x as many samples (default 0: the whole population is sampled)")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="evaluation processes, one torch thread each (default: min(2, CPUs); 1 per rank under torchrun)")
     p.add_argument("--device", type=device, default="cpu", help="where candidates are evaluated: auto, cpu, cuda, cuda:N "
@@ -116,7 +119,7 @@ def _search(args) -> int:
         crossover_prob=args.crossover_prob, mutation_prob=args.mutation_prob, iterations=args.iterations,
         seed=args.seed, sampler=args.sampler, population_update=args.population_update,
         max_latency_ms=args.max_latency_ms, predictor=args.predictor, screen_factor=args.screen_factor,
-        explore=args.explore,
+        explore=args.explore, screen_init=args.screen_init,
     )
     config.check()
 

@@ -24,7 +24,10 @@ With ``predictor`` (``mlp`` | ``gbt`` | ``ridge``, :mod:`hwnas.search.predictor`
 as in OFA), line 11 breeds ``screen_factor`` x as many children, an accuracy predictor fitted on every
 evaluated candidate ranks them, and as many as plain LGS would evaluate are kept: per latency group,
 the best-ranked (by predicted fitness above the evaluated front at their latency) plus an ``explore``
-share drawn at random (:meth:`EvolutionSearch._screen`). The number of true evaluations is unchanged.
+share drawn at random (:meth:`EvolutionSearch._screen`). The initial population is screened the same
+way: the first ``1 - screen_init`` of it is drawn and evaluated as lines 4-6 say, the predictor is
+fitted on those, and the rest is picked from ``screen_factor`` x as many further draws. The number
+of true evaluations is unchanged.
 13-15. Children are evaluated and joined to ``P``. ``population_update="front"`` then keeps only the
      Pareto front of ``P`` (the thesis' line 15); ``"all"`` keeps the whole population (the authors'
      public code). The result is the Pareto front of every evaluated architecture.
@@ -62,6 +65,7 @@ from hwnas.space import SearchSpace
 STATE_FILE = "search_state.json"
 CACHE_FILE = "fitness_cache.jsonl"
 STATE_VERSION = 1
+MIN_FIT = 10  # evaluated candidates a predictor is fitted on before it screens anything
 
 
 @dataclass
@@ -84,6 +88,10 @@ class SearchConfig:
     predictor: str = "none"  # "none" | "mlp" | "gbt" | "ridge": pre-screen offspring (hwnas.search.predictor)
     screen_factor: int = 5  # with a predictor: offspring bred per offspring evaluated
     explore: float = 0.2  # with a predictor: share of each group's evaluations given to random offspring
+    # with a predictor: share of the initial population picked by it (fitted on the rest) from
+    # screen_factor x as many samples; small searches spend most evaluations there (see run()).
+    # 0 by default until bench/predictor_search.py --screen-init 0.5 has been scored on fresh seeds
+    screen_init: float = 0.0
 
     def check(self) -> None:
         def need(ok: bool, text: str) -> None:
@@ -104,6 +112,7 @@ class SearchConfig:
         need(self.predictor in PREDICTORS, f"predictor {self.predictor!r} unknown; allowed: {', '.join(PREDICTORS)}")
         need(self.screen_factor >= 1, f"screen_factor must be >= 1, got {self.screen_factor}")
         need(0.0 <= self.explore <= 1.0, f"explore must be in [0, 1], got {self.explore}")
+        need(0.0 <= self.screen_init < 1.0, f"screen_init must be in [0, 1), got {self.screen_init}")
 
 
 @dataclass
@@ -201,8 +210,10 @@ class EvolutionSearch:
         cfg = asdict(self.config)
         cfg.pop("iterations")  # a finished search may be extended by more iterations
         if cfg["predictor"] == "none":  # unused settings: runs from before the predictor still resume
-            for key in ("predictor", "screen_factor", "explore"):
+            for key in ("predictor", "screen_factor", "explore", "screen_init"):
                 cfg.pop(key)
+        elif cfg["screen_init"] == 0:  # as before the option: predictor runs of earlier versions still resume
+            cfg.pop("screen_init")
         return {"config": cfg, "fingerprint": self.fingerprint, "space_hash": self.space.hash}
 
     def _load(self) -> None:
@@ -285,6 +296,30 @@ class EvolutionSearch:
             bar.close()
 
     # ------------------------------------------------------------------------------ breeding
+    def _init_screened(self) -> int:
+        """How many of the initial population the predictor picks (0 without one, or when the rest
+        would be too few to fit it on: fewer than ``MIN_FIT`` or than two per group).
+
+        Why: at the quickstart's budget (population 100, 4 x 20 offspring) 55 % of the evaluations
+        are the initial population, which an offspring-only predictor never screens; there uniform
+        sampling, whose samples crowd the middle of the latency range, still rose above every LGS
+        front in tenths 4-6 on two of three seeds (``bench/predictor_search.py``, thirteenth session)."""
+        cfg = self.config
+        if cfg.predictor == "none" or cfg.screen_init <= 0:
+            return 0
+        n = int(round(cfg.population * cfg.screen_init))
+        rest = cfg.population - n
+        return n if rest >= max(MIN_FIT, 2 * (len(self.edges) - 1)) else 0
+
+    def _initial_sample(self, rng: random.Random, size: int) -> list[tuple[Arch, float]]:
+        """``size`` architectures drawn as the initial population is (lines 4-6, or uniform)."""
+        cfg = self.config
+        sampler = LatencyGroupSampler(self.space, self.latency_fn, cfg.resolution, cfg.max_attempts)
+        if cfg.sampler == "lgs":
+            return sampler.population(rng, size, self.edges, strata=cfg.strata)
+        return uniform_population(self.space, rng, size, cfg.resolution, self.latency_fn,
+                                  max_latency_ms=cfg.max_latency_ms, fallback=sampler, lat_min_ms=self.lat_min)
+
     def _rng(self, iteration: int) -> random.Random:
         return random.Random(f"hwnas-search|{self.config.seed}|{iteration}")
 
@@ -430,7 +465,7 @@ class EvolutionSearch:
             "best_fitness": max(c.fitness for c in cands),
             "seconds": round(seconds, 3),
         }
-        if self.config.predictor != "none" and iteration > 0:
+        if self.config.predictor != "none" and (iteration > 0 or predicted):
             row["predicted"] = predicted  # offspring scored by the predictor this iteration
             if predictions:  # how well it ranked the ones then evaluated (online, never seen before)
                 keys = [k for k in predictions if k in self.cache]
@@ -448,19 +483,21 @@ class EvolutionSearch:
             if self.iteration_done < 0:
                 t0 = time.perf_counter()
                 rng = self._rng(0)
-                if cfg.sampler == "lgs":
-                    sampler = LatencyGroupSampler(self.space, self.latency_fn, cfg.resolution, cfg.max_attempts)
-                    init = sampler.population(rng, cfg.population, self.edges, strata=cfg.strata)
-                else:
-                    fallback = LatencyGroupSampler(self.space, self.latency_fn, cfg.resolution, cfg.max_attempts)
-                    init = uniform_population(
-                        self.space, rng, cfg.population, cfg.resolution, self.latency_fn,
-                        max_latency_ms=cfg.max_latency_ms, fallback=fallback, lat_min_ms=self.lat_min,
-                    )
+                n_screened = self._init_screened()
+                init = self._initial_sample(rng, cfg.population - n_screened)
                 self._evaluate(init, 0, "init", "initial population")
+                predicted, predictions = 0, None
+                if n_screened:
+                    known = set(self.cache)
+                    pool = [(a, lat) for a, lat in self._initial_sample(rng, n_screened * cfg.screen_factor)
+                            if a.to_string() not in known]
+                    chosen, predictions = self._screen(pool, min(n_screened, len(pool)), rng, 0)
+                    predicted = len(pool) if predictions else 0
+                    self._evaluate(chosen, 0, "init", "initial population (screened)")
+                    init = init + chosen
                 self.population = list(dict.fromkeys(a.to_string() for a, _ in init))  # line 5: P = union of groups
                 self.iteration_done = 0
-                self._record(0, time.perf_counter() - t0)
+                self._record(0, time.perf_counter() - t0, predicted, predictions)
                 self._save()
             for it in range(self.iteration_done + 1, cfg.iterations + 1):
                 t0 = time.perf_counter()
