@@ -259,9 +259,17 @@ def _prior_reference(out: Path, jpath: Path) -> str | None:
     metas = []
     if out.is_file():
         metas.append(LatencyTable.read(out).metadata)
-    if jpath.is_file():
-        header, _ = _read_journal(jpath)
-        metas.append(header or {})
+    if jpath.is_file():  # its header line only: the rows (and their damage warnings) are read once, later
+        import json
+
+        with open(jpath, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+        try:
+            obj = json.loads(first)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("header"), dict):
+            metas.append(obj["header"])
     for m in metas:
         ref = (m.get("latency_model") or {}).get("reference")
         if ref:
