@@ -12,6 +12,7 @@ with measurements of another space, device, backend or protocol.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import random
 import shutil
 from pathlib import Path
@@ -260,8 +261,6 @@ def _prior_reference(out: Path, jpath: Path) -> str | None:
     if out.is_file():
         metas.append(LatencyTable.read(out).metadata)
     if jpath.is_file():  # its header line only: the rows (and their damage warnings) are read once, later
-        import json
-
         with open(jpath, encoding="utf-8", errors="replace") as f:
             first = f.readline()
         try:
