@@ -91,7 +91,7 @@ class SearchConfig:
     # with a predictor: share of the initial population picked by it (fitted on the rest) from
     # screen_factor x as many samples; small searches spend most evaluations there (see run()).
     # 0 by default: 0.5 did not help on fresh seeds 3-5 (bench/predictor_search.py, fourteenth session:
-    # hypervolume over LGS gp 1.055 vs 1.048 unscreened, ensemble 1.048 vs 1.047, means)
+    # hypervolume over LGS gp 1.055 vs 1.047 unscreened, ensemble 1.048 vs 1.047, means)
     screen_init: float = 0.0
 
     def check(self) -> None:
