@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     write_result(out, result)
     flag = "" if args.reference is None else f" --reference {ref_name}"
     lines = [f"# The reference {ref_name} beside whole models vs blocks ({args.backend}, 1 thread, inas-sod {args.resolution} px)", "",
-             f"`python bench/reference_settle.py --backend {args.backend} --seed {args.seed}{flag}`; {os.cpu_count()} CPUs, "
+             f"`python bench/reference_settle.py --backend {args.backend} --seed {args.seed} --repeats {args.repeats}{flag}`; {os.cpu_count()} CPUs, "
              f"load {load_before[0]:.2f} before.", "",
              f"Reference median (ms) at each position after {args.x_runs} runs of X:", ""]
     for n, p in by_position.items():
