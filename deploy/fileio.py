@@ -376,6 +376,16 @@ class Journal:
         self.header, self.rows, _ = self._parse()
         return self.rows
 
+    def peek_header(self) -> dict | None:
+        """The identity the journal was written with (``None`` when it has none, or is unreadable as
+        one), read without checking it and without warning about damaged rows: ``read``/``open``
+        check and warn, once."""
+        quiet = Journal(self.path, None, what=self.what, header_key=self.header_key, on_warning=lambda _m: None)
+        try:
+            return quiet._parse()[0]
+        except IdentityError:
+            return None
+
     def _parse(self) -> tuple[dict | None, list[dict], bool]:
         """(header, rows, ends_with_newline); warns for damaged lines, refuses mixed identities."""
         try:

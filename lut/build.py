@@ -12,7 +12,6 @@ with measurements of another space, device, backend or protocol.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import random
 import shutil
 from pathlib import Path
@@ -165,15 +164,17 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    reference = _prior_reference(out, journal.path) or reference
+    existing = LatencyTable.read(out) if out.exists() else None
+    # an extended table or a resumed build keeps the drift reference its rows were measured against
+    prior = existing.metadata if existing is not None else journal.peek_header() or {}
+    reference = (prior.get("latency_model") or {}).get("reference") or reference
     meta = table_metadata(profiler, space, resolutions, flushed=bool(model_bytes), between=bool(model_between),
                           reference=reference)
     rounds = int(getattr(profiler.protocol, "rounds", 1))
     iqr = profiler.protocol.unstable_iqr
     finished: dict[str, dict] = {}  # key -> table row (every round in)
 
-    if out.exists():
-        existing = LatencyTable.read(out)
+    if existing is not None:
         problem = compatibility_problem(existing.metadata, meta)
         if problem:
             raise LUTError(f"{out} exists and cannot be extended by this build: {problem}; use another --out")
@@ -253,27 +254,6 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
         jpath.unlink(missing_ok=True)
         shutil.rmtree(artifacts_path(out), ignore_errors=True)
     return table
-
-
-def _prior_reference(out: Path, jpath: Path) -> str | None:
-    """The drift reference of the table at ``out`` or of its build's journal, if either exists."""
-    metas = []
-    if out.is_file():
-        metas.append(LatencyTable.read(out).metadata)
-    if jpath.is_file():  # its header line only: the rows (and their damage warnings) are read once, later
-        with open(jpath, encoding="utf-8", errors="replace") as f:
-            first = f.readline()
-        try:
-            obj = json.loads(first)
-        except json.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("header"), dict):
-            metas.append(obj["header"])
-    for m in metas:
-        ref = (m.get("latency_model") or {}).get("reference")
-        if ref:
-            return ref
-    return None
 
 
 def read_rows(path: str | Path) -> tuple[dict, list[dict]]:

@@ -184,6 +184,17 @@ def test_journal_skips_damaged_lines_anywhere_with_a_warning(tmp_path):
     assert len(warnings) == 4
 
 
+def test_journal_peek_header_reads_the_identity_silently_without_checking_it(tmp_path):
+    p = tmp_path / "j.jsonl"
+    warnings = []
+    assert _journal(p, warnings=warnings).peek_header() is None  # no journal yet
+    p.write_text(json.dumps({"header": ID}) + '\n{"k": 1}\ngarbage\n')
+    other = _journal(p, {"space": "tiny", "threads": 2}, warnings=warnings)
+    assert other.peek_header() == ID and warnings == []  # another identity is not refused, damage not reported
+    p.write_text(2 * (json.dumps({"header": ID}) + "\n"))
+    assert _journal(p).peek_header() is None  # two headers: read()/open() refuse it, with the reason
+
+
 def test_journal_with_only_a_torn_header_starts_over(tmp_path):
     p = tmp_path / "j.jsonl"
     p.write_text('{"header": {"spa')
