@@ -142,17 +142,18 @@ CHILD = textwrap.dedent(
         return inner(arch)
 
     cfg = SearchConfig(resolution=64, population=60, groups=6, keep=18, iterations=4, seed=0, predictor="ridge",
-                       screen_init=0.5)
+                       screen_init=float(sys.argv[2]))
     search(space, MacsLatencyModel(space), slow_fitness, cfg, out_dir=sys.argv[1], progress=False)
     """
 )
 
 
-@pytest.mark.parametrize("kill_after", [30 + 5, 60 + 18 + 5], ids=["screened-initial-half", "iteration-2"])
-def test_kill_9_mid_iteration_resumes_identically(tiny_space, tmp_path, kill_after):
+@pytest.mark.parametrize("kill_after,screen_init", [(30 + 5, 0.5), (60 + 18 + 5, 0.0)],
+                         ids=["screened-initial-half", "iteration-2"])
+def test_kill_9_mid_iteration_resumes_identically(tiny_space, tmp_path, kill_after, screen_init):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(out), str(screen_init)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 90
     rows = 0
     while time.time() < deadline and proc.poll() is None:
@@ -165,7 +166,7 @@ def test_kill_9_mid_iteration_resumes_identically(tiny_space, tmp_path, kill_aft
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     config = SearchConfig(resolution=RES, population=60, groups=6, keep=18, iterations=4, seed=0, predictor="ridge",
-                          screen_init=0.5)
+                          screen_init=screen_init)
     fit = SyntheticFitness(tiny_space, RES)
     resumed = search(tiny_space, MacsLatencyModel(tiny_space), fit, config, out_dir=out, progress=False)
     fresh = search(tiny_space, MacsLatencyModel(tiny_space), SyntheticFitness(tiny_space, RES), config, progress=False)
