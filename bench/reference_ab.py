@@ -39,16 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import write_result  # noqa: E402  (bench/ is on the path of a script run from it)
 
 
-def sized_reference(side: int):
-    """The tables' reference workload (same layers, same seeded weights) on a ``side`` x ``side`` input."""
-    import torch
-
-    from lut.reference import reference_model
-
-    module, _ = reference_model()
-    return module, (torch.randn(1, 16, side, side, generator=torch.Generator().manual_seed(0)),)
-
-
 def retest(values_by_round: list[float]) -> float:
     """Median |a/b - 1| over pairs of rounds half the run apart (round i with i + R//2)."""
     import numpy as np
@@ -94,6 +84,7 @@ def main(argv=None) -> int:
     import profilers
     from hwnas.cli.lut import BUILD_PROTOCOL, _whole_model
     from hwnas.space import create
+    from lut.reference import sized_reference
 
     sides = [int(s) for s in args.sides.split(",")]
     space = create(args.space)

@@ -60,6 +60,12 @@ def reference_model(name: str = REFERENCE_NAME) -> tuple[nn.Module, tuple]:
         from lut.errors import LUTError
 
         raise LUTError(f"reference {name!r} unknown; allowed: {', '.join(REFERENCE_SIDES)}")
+    return sized_reference(side)
+
+
+def sized_reference(side: int) -> tuple[nn.Module, tuple]:
+    """The reference's layers and seeded weights on a ``side`` x ``side`` input (the named ones are
+    32 and 256; ``bench/reference_ab.py`` compares other sides)."""
     torch.manual_seed(0)
     return _Reference().eval(), (torch.randn(1, 16, side, side, generator=torch.Generator().manual_seed(0)),)
 
