@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -38,18 +39,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import write_result  # noqa: E402  (bench/ is on the path of a script run from it)
 
 
-def trace_profile(prof, path, shapes, runs: int, flush_bytes: int) -> dict:
-    """Kernel µs per run, node count and median ``model_run`` µs of ``path`` (ORT's profiler)."""
+def trace_profile(prof, path, shapes, runs: int, flush_bytes: int, ref_run=None) -> dict:
+    """Kernel µs per run, node count and median ``model_run`` µs of ``path`` (ORT's profiler); with
+    ``ref_run``, the reference timed after every profiled run (median ms), so the profiled runs can
+    be set against the unprofiled ones of another moment in reference units."""
     from profilers.cache import CacheFlush
 
     flush = CacheFlush(flush_bytes)
+    ref_ms = []
     with tempfile.TemporaryDirectory(prefix="hwnas-dispatch-") as d:
         sess = prof.session(Path(path), profile_dir=d)
         run = prof._bound_run(sess, Path(path), shapes)
         warm = max(3, runs // 4)
-        for _ in range(warm + runs):
+        for i in range(warm + runs):
             flush()
             run()
+            if ref_run is not None and i >= warm:
+                t = time.perf_counter()
+                ref_run()
+                ref_ms.append((time.perf_counter() - t) * 1e3)
         trace = json.loads(Path(sess.end_profiling()).read_text())
     skip = warm + 1  # the binding's first run and the warm-up
     run_events = [e for e in trace if e.get("cat") == "Session" and e.get("name") == "model_run"][skip:]
@@ -60,7 +68,10 @@ def trace_profile(prof, path, shapes, runs: int, flush_bytes: int) -> dict:
         per_run.append(sum(e["dur"] for e in kernels if lo <= e["ts"] < hi))
     names = {e["name"] for e in kernels}
     return {"kernels_us": statistics.median(per_run), "model_run_us": statistics.median(r["dur"] for r in run_events),
-            "nodes": len(names), "outside_us": statistics.median(r["dur"] - k for r, k in zip(run_events, per_run))}
+            "nodes": len(names), "outside_us": statistics.median(r["dur"] - k for r, k in zip(run_events, per_run)),
+            "ref_ms": statistics.median(ref_ms) if ref_ms else None,
+            # per run, so that a speed change within the profile cancels too
+            "model_run_over_ref": statistics.median(r["dur"] / 1e3 / m for r, m in zip(run_events, ref_ms)) if ref_ms else None}
 
 
 def main(argv=None) -> int:
@@ -107,6 +118,7 @@ def main(argv=None) -> int:
             return prof.export(module, tuple(inputs), d / f"{stem}{sfx}"), [tuple(t.shape) for t in inputs]
 
         ref = export(block_prof, *reference_model(REFERENCE_NAME), "ref")
+        ref_run = block_prof.prepare(Path(ref[0]), ref[1])
         call = export(block_prof, *call_model(), "call")
         for i, a in enumerate(tqdm(archs, desc="archs", unit="arch")):
             r = a.resolution
@@ -114,7 +126,7 @@ def main(argv=None) -> int:
                            (torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(0)),), f"w{i}")
             got = model_prof.measure_together({"model": whole, "ref": ref, "call": call},
                                               seed=zlib.crc32(f"{args.seed}|w{i}".encode()))
-            w = trace_profile(model_prof, *whole, args.runs, 0)
+            w = trace_profile(model_prof, *whole, args.runs, 0, ref_run)
             row = {"arch": i, "whole_wall_ms": got["model"].median_ms, "ref_ms": got["ref"].median_ms,
                    "call_ms": got["call"].median_ms, "whole": w, "blocks": []}
             for j, b in enumerate(space.blocks(a)):
@@ -132,7 +144,7 @@ def main(argv=None) -> int:
                     nodeprof = block_prof.node_profile(ctx, shapes, runs=args.runs, flush_bytes=fb)
                     split = attribute(nodeprof, not b.model_input, not b.model_output, n_inputs=len(shapes),
                                       n_outputs=n_out)
-                    tr = trace_profile(block_prof, ctx, shapes, args.runs, fb)
+                    tr = trace_profile(block_prof, ctx, shapes, args.runs, fb, ref_run)
                     entry[state] = {"wall_ms": got[state].median_ms, "block_us": split.block_us,
                                     "neighbour_us": split.neighbour_us, "block_nodes": len(split.block_ops),
                                     "nodes": len(split.block_ops) + len(split.neighbour_ops), "trace": tr}
@@ -165,6 +177,28 @@ def report(result: dict, stem: str) -> int:
                 total += s["block_nodes"] / s["nodes"] * tr["outside_us"] / tr["kernels_us"] * s["block_us"] / 1e3
         return total
 
+    def biases(row, state):
+        """(prediction from the unprofiled walls, as a build makes it; prediction from the profiled runs
+        themselves) over the whole model, −1, in %: both in units of the reference timed beside them."""
+        w = row["whole"]
+        pred_wall = row["call_ms"] / row["ref_ms"]
+        pred_prof = 0.0  # model_run excludes the Python call
+        for e in row["blocks"]:
+            s, tr = e[state], e[state]["trace"]
+            k_us = s["block_us"] + s["neighbour_us"]
+            d_us = max(s["wall_ms"] * 1e3 - e["call_ms"] * 1e3 - k_us, 0.0) / s["nodes"]
+            share = (s["block_us"] + s["block_nodes"] * d_us) / (k_us + s["nodes"] * d_us)
+            pred_wall += max(s["wall_ms"] - e["call_ms"], 0.0) * share / e["ref_ms"]
+            if tr.get("model_run_over_ref") is None:
+                pred_prof = math.nan
+                continue
+            kernels_t = tr["kernels_us"] * s["block_us"] / k_us  # the block's part of the traced kernels
+            share_p = (kernels_t + s["block_nodes"] * tr["outside_us"] / s["nodes"]) / (tr["kernels_us"] + tr["outside_us"])
+            pred_prof += tr["model_run_over_ref"] * share_p
+        bias_wall = 100 * (pred_wall / (row["whole_wall_ms"] / row["ref_ms"]) - 1)
+        bias_prof = 100 * (pred_prof / w["model_run_over_ref"] - 1) if w.get("model_run_over_ref") else math.nan
+        return bias_wall, bias_prof
+
     lines = [f"# Prediction terms outside kernels: whole model vs its blocks in context ({args['space']} "
              f"{args['resolution']} px, onnxruntime-cpu 1 thread, {args['archs']} archs from seed {args['seed']})", "",
              "Time outside kernels as a share of kernel time. *Same runs*: ONNX Runtime's profiled runs, "
@@ -173,6 +207,22 @@ def report(result: dict, stem: str) -> int:
              "block's kernels, summed as the table sums them. *Wall*: as a build computes it, the unprofiled wall "
              "median − call − profiled kernels, which compares two moments (valid only on a steady host: check "
              "the reference column).", "",
+             "Bias: the prediction (call + Σ context costs) over the whole model, in units of the reference timed "
+             "beside each: *walls* as a build computes it (unprofiled wall medians, interleaved with the reference); "
+             "*profiled runs* the same split applied to the profiled runs' `model_run` times, each over the reference "
+             "timed right after it.", "",
+             "| arch | bias from walls (flushed) | bias from profiled runs (flushed) | from walls (warm) | "
+             "from profiled runs (warm) | whole: unprofiled wall / profiled model_run |", "|---|---|---|---|---|---|"]
+    bias_rows = []
+    for row in result["archs"]:
+        b = {st: biases(row, st) for st in ("flushed", "warm")}
+        row["bias_pct"] = {st: {"walls": v[0], "profiled_runs": v[1]} for st, v in b.items()}
+        w = row["whole"]
+        ratio = (row["whole_wall_ms"] / row["ref_ms"]) / w["model_run_over_ref"] if w.get("model_run_over_ref") else math.nan
+        pct = lambda v: "—" if v != v else f"{v:+.2f} %"  # noqa: E731  (NaN: a run made before the reference was profiled too)
+        bias_rows.append(f"| {row['arch']} | {pct(b['flushed'][0])} | {pct(b['flushed'][1])} | {pct(b['warm'][0])} | "
+                         f"{pct(b['warm'][1])} | {'—' if ratio != ratio else f'{ratio:.3f}'} |")
+    lines += bias_rows + ["",
              "| arch | nodes whole / blocks | whole: same runs | blocks flushed: same runs | blocks warm: same runs | "
              "whole: wall | blocks flushed: wall | blocks warm: wall | reference ms min–max over the windows |",
              "|---|---|---|---|---|---|---|---|---|"]

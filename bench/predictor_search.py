@@ -156,6 +156,9 @@ def main() -> int:
                     help="share of the initial population the predictor picks (default 0: offspring only, as in the "
                          "twelfth and thirteenth sessions' runs)")
     ap.add_argument("--predictors", default="gbt,mlp,ridge,gp")
+    ap.add_argument("--tau-predictors", default="",
+                    help="more predictors scored only by held-out tau (choice and report), without an assisted search "
+                         "of their own: tau needs the plain LGS search alone, each assisted search ~180 evaluations")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--selection-seed", type=int, default=100)
     ap.add_argument("--splits", type=int, default=5)
@@ -206,6 +209,7 @@ def main() -> int:
     edges = group_edges(lo, hi, args.groups)
     encoder = ArchEncoder(Genome(space, res), lo, hi)
     predictors = [p for p in args.predictors.split(",") if p]
+    scored = predictors + [p for p in args.tau_predictors.split(",") if p and p not in predictors]  # held-out tau
 
     dumped: dict[str, list] = {}
 
@@ -225,7 +229,7 @@ def main() -> int:
         # 1. choice, on a search of its own
         sel, _ = run(args.selection_seed, "lgs")
         choice: dict[str, dict] = {}
-        for name in predictors:
+        for name in scored:
             rows = []
             for split in range(args.splits):
                 cands = list(sel.candidates)
@@ -236,7 +240,7 @@ def main() -> int:
                             "tau_within_group_mean": float(np.mean([r["tau_within_group"] for r in rows if r["tau_within_group"] is not None]))}
             print(f"choice data: {name} tau {choice[name]['tau_mean']:.3f} (within group {choice[name]['tau_within_group_mean']:.3f})",
                   file=sys.stderr)
-        chosen = max(predictors, key=lambda n: choice[n]["tau_mean"])
+        chosen = max(scored, key=lambda n: choice[n]["tau_mean"])
         print(f"chosen predictor: {chosen}", file=sys.stderr)
 
         # 2. report
@@ -260,7 +264,7 @@ def main() -> int:
             offspring = [c for c in lgs.candidates if c.origin == "offspring"]
             again = None if retest is None else list(retest.map([Arch.from_string(c.arch) for c in offspring]))
             row["predictor_tau_heldout"] = {p: tau_scores(p, init, offspring, encoder, edges, seed=seed, again=again)
-                                            for p in predictors}
+                                            for p in scored}
             if retest is not None:
                 row["metric_retest"] = {"n": len(offspring), "images": f"{args.val_images}..{2 * args.val_images - 1}",
                                         "tau": kendall_tau([c.fitness for c in offspring], again)}
@@ -268,7 +272,7 @@ def main() -> int:
             runs.append(row)
             hv = row["hypervolume"]
             print(f"seed {seed}: {budget} evaluations each; hypervolume " + ", ".join(f"{k} {v:.4f}" for k, v in hv.items())
-                  + "; held-out tau " + ", ".join(f"{p} {row['predictor_tau_heldout'][p]['tau']:.3f}" for p in predictors)
+                  + "; held-out tau " + ", ".join(f"{p} {row['predictor_tau_heldout'][p]['tau']:.3f}" for p in scored)
                   + (f"; metric retest tau {row['metric_retest']['tau']:.3f}" if "metric_retest" in row else ""),
                   file=sys.stderr)
     finally:
@@ -279,16 +283,16 @@ def main() -> int:
     keys = list(runs[0]["hypervolume"])
     summary = {
         "hypervolume_mean": {k: float(np.mean([r["hypervolume"][k] for r in runs])) for k in keys},
-        "tau_heldout_mean": {p: float(np.mean([r["predictor_tau_heldout"][p]["tau"] for r in runs])) for p in predictors},
+        "tau_heldout_mean": {p: float(np.mean([r["predictor_tau_heldout"][p]["tau"] for r in runs])) for p in scored},
         "tau_within_group_heldout_mean": {p: float(np.mean([r["predictor_tau_heldout"][p]["tau_within_group"] for r in runs
                                                             if r["predictor_tau_heldout"][p]["tau_within_group"] is not None]))
-                                          for p in predictors},
+                                          for p in scored},
         "chosen_on_selection_data": chosen,
     }
     if retest is not None:
         summary["metric_retest_tau_mean"] = float(np.mean([r["metric_retest"]["tau"] for r in runs]))
         summary["tau_vs_two_halves_mean"] = {p: float(np.mean([r["predictor_tau_heldout"][p]["tau_vs_two_halves"] for r in runs]))
-                                             for p in predictors}
+                                             for p in scored}
     accept = {}
     for p in predictors:
         k = f"lgs+{p}"
@@ -304,7 +308,7 @@ def main() -> int:
         "latency_source": lat_source, "fitness_source": fit_source,
         "settings": {"population": args.population, "groups": args.groups, "keep": args.keep, "iterations": args.iterations,
                      "screen_factor": args.screen_factor, "explore": args.explore, "screen_init": args.screen_init, "selection_seed": args.selection_seed,
-                     "splits": args.splits},
+                     "splits": args.splits, "assisted_searches": predictors, "tau_only": scored[len(predictors):]},
         "choice": choice, "summary": summary, "accept": accept, "runs": runs,
         "fitness_computed": computed, "wall_seconds": round(time.perf_counter() - t_start, 1),
         "host": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},

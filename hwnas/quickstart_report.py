@@ -40,6 +40,36 @@ def search_val_images(cfg) -> tuple[int, int]:
     return k, n_val
 
 
+# the drift reference's p90/p10 over a table's windows above which the report says the machine's speed
+# changed more than the table can be judged through (fixed beforehand, not fitted: a warning, not a score)
+UNSTEADY_REFERENCE_SPREAD = 1.25
+
+
+def measurement_floor_lines(retest: dict | None, ref_ms) -> list[str]:
+    """What bounds the accuracy figures above them: the whole models' own test-retest (the same models
+    measured in two rounds far apart) and how far the drift reference moved across the table's windows."""
+    import numpy as np
+
+    lines = []
+    if retest and retest.get("n"):
+        lines.append(f"Measurement floor: the same {retest['n']} models, measured in two rounds far apart, differed by "
+                     f"a median {retest['raw_median_pct']:.1f} % ({retest['normalized_median_pct']:.1f} % "
+                     "drift-compensated); no table can score better than that on this machine now.")
+    ref = np.asarray(ref_ms, dtype=float)
+    ref = ref[np.isfinite(ref) & (ref > 0)]
+    if len(ref) >= 4:
+        p10, p90 = np.percentile(ref, [10, 90])
+        line = (f"The drift reference across the table's {len(ref)} block windows: p10–p90 {p10:.3f}–{p90:.3f} ms "
+                f"({p90 / p10:.2f}x).")
+        if p90 / p10 > UNSTEADY_REFERENCE_SPREAD:
+            line += (" The machine ran at speeds this far apart while the table was built; drift compensation assumes "
+                     "blocks, models and the reference slow down alike, which such changes need not do: read the "
+                     "figures above as this machine's moment as much as the table's (`bench/machine_drift.py` "
+                     "shows its speed over a minute).")
+        lines.append(line)
+    return lines
+
+
 def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Path:
     from hwnas.arch import load_arch
     from hwnas.plots import latency_by_block, pareto_comparison
@@ -119,6 +149,9 @@ def write_quickstart_report(out: Path, cfg, picked: dict, lut_file: Path) -> Pat
                         "calibrated": "calibrated prediction"}[label]
                 lines.append(f"| {name} | {v['n']} | {v['mape_pct']:.2f} | {v['within_5_pct']:.0f} % | "
                              f"{v['within_10_pct']:.0f} % | {v['kendall_tau']:.3f} |")
+        floor = measurement_floor_lines(validation.get("retest"), table.rows["ref_ms"])
+        for line in floor:
+            lines += ["", line]
         lines += ["", f"![LUT predicted vs measured]({_rel(out / 'lut' / 'validation' / 'scatter.png', out)})"]
     searches = {name: _read_json(out / f"search-{name}" / "search.json") for name in ("lgs", "uniform")}
     if any(searches.values()):

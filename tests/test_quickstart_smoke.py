@@ -143,3 +143,17 @@ def test_quickstart_refuses_a_search_split_that_leaves_nothing_held_out(tmp_path
     with pytest.raises(HwnasError, match=f"the search's {n_val} validation images leave none of the {n_val}"):
         run(cfg)
     assert not (tmp_path / "q" / "supernet").exists()
+
+
+def test_report_states_the_measurement_floor_and_an_unsteady_reference():
+    """The accuracy table is followed by what bounds it: the models' own retest, and a warning when the
+    drift reference moved more than 25 % (p90/p10) across the table's windows."""
+    from hwnas.quickstart_report import measurement_floor_lines
+
+    retest = {"n": 12, "raw_median_pct": 17.26, "normalized_median_pct": 11.13}
+    steady = measurement_floor_lines(retest, [0.30, 0.31, 0.32, 0.33, 0.34, float("nan")])
+    assert steady[0].startswith("Measurement floor: the same 12 models") and "17.3 % (11.1 % drift-compensated)" in steady[0]
+    assert "5 block windows" in steady[1] and "The machine ran at speeds" not in steady[1]
+    unsteady = measurement_floor_lines(None, [0.19] * 5 + [0.33] * 5 + [0.45] * 5)
+    assert len(unsteady) == 1 and "(2.37x)" in unsteady[0] and "The machine ran at speeds" in unsteady[0]
+    assert measurement_floor_lines(None, [0.3, 0.3]) == []
