@@ -7,7 +7,7 @@ overhead + context costs, drift-compensated by the interleaved reference) and, f
 plain sums of isolated medians.
 
     python bench/lut_drift.py --space inas-tiny --resolution 64 --archs 30
-    → bench/results/lut_drift_<space>.json and .md
+    → bench/results/lut_drift_<space>_s<seed>.json and .md
 
 Goal (issue: latency tables): the predictions of 30 archs agree within 2 %.
 """
@@ -86,20 +86,23 @@ def main(argv=None) -> int:
     result = {
         "space": args.space, "resolution": args.resolution, "archs": args.archs, "build_s": secs, "load": load,
         "device": a.device.get("cpu_model"), "reference_ms": {"quiet": a.reference_ms, "busy": b.reference_ms},
+        "reference_plain_median_ms": {"quiet": float(a.rows["ref_ms"].median()), "busy": float(b.rows["ref_ms"].median())},
+        "seed": args.seed,
         "prediction_busy_vs_quiet": rel([r["model_busy_ms"] for r in rows], [r["model_quiet_ms"] for r in rows]),
         "plain_sum_busy_vs_quiet": rel([r["raw_busy_ms"] for r in rows], [r["raw_quiet_ms"] for r in rows]),
         "block_medians_busy_vs_quiet": rel(med_b.to_numpy(), med_a.to_numpy()),
         "models": rows,
     }
     RESULTS.mkdir(exist_ok=True)
-    name = f"lut_drift_{args.space}"
+    name = f"lut_drift_{args.space}_s{args.seed}"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
     p, s, m = result["prediction_busy_vs_quiet"], result["plain_sum_busy_vs_quiet"], result["block_medians_busy_vs_quiet"]
     lines = [f"# Drift: {args.space} at {args.resolution} px, ONNX Runtime {args.threads} thread(s), default build settings", "",
              f"Machine: {result['device']}, {os.cpu_count()} logical cores. Builds: {secs['quiet']:.0f} s as the machine was "
              f"(load {tuple(round(x, 2) for x in load['before'])}), {secs['busy']:.0f} s with a busy loop on the other core "
-             f"(load after {tuple(round(x, 2) for x in load['busy_build_done'])}). Reference median "
-             f"{a.reference_ms:.4f} ms vs {b.reference_ms:.4f} ms.", "",
+             f"(load after {tuple(round(x, 2) for x in load['busy_build_done'])}). Reference speed "
+             f"(`lut.table.reference_speed_ms`) {a.reference_ms:.4f} ms vs {b.reference_ms:.4f} ms; plain median "
+             f"{a.rows['ref_ms'].median():.4f} ms vs {b.rows['ref_ms'].median():.4f} ms.", "",
              f"| busy vs quiet table, {args.archs} sampled archs | median | max | mean signed |", "|---|---|---|---|",
              f"| prediction (context model, drift-compensated) | {p['median_pct']:.2f} % | {p['max_pct']:.2f} % | {p['mean_signed_pct']:+.2f} % |",
              f"| plain sum of isolated medians | {s['median_pct']:.2f} % | {s['max_pct']:.2f} % | {s['mean_signed_pct']:+.2f} % |",

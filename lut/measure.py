@@ -92,6 +92,8 @@ def latency_model_kind(profiler, flushed: bool = False, between: bool = False, r
     kind = {"version": 3, "reference": reference if interleaved else None,
             "context": "node-profile" if profiled else "call-overhead",
             "cache": ("model-run" if runs_between else "model-bytes-flush" if flushed and interleaved else "warm")}
+    if not getattr(getattr(profiler, "inner", profiler), "call_in_samples", True):
+        kind["call"] = "none"  # the backend's samples hold no per-call overhead: nothing is subtracted
     if profiled:
         kind["io"] = "sized"  # a context run's I/O is measured by size and charged only where a model pays it (IOCost)
     # a backend that changed how it reads its profiler says so (absent: as when v3 began)
@@ -166,14 +168,16 @@ class BlockMeter:
         ref_module, ref_inputs = reference_model(reference)
         self.ref_path = self._export(ref_module, ref_inputs, "reference")
         self.ref_shapes = [tuple(t.shape) for t in ref_inputs]
+        self.node_profiles = self.interleaved and kind["context"] == "node-profile"
+        if kind.get("call") == "none":
+            self.call_ms, self.call_ref_ms = 0.0, math.nan
+            return
         call_path = self._export(*call_model(), "call")
         call_shapes = [tuple(t.shape) for t in call_model()[1]]
-        self.node_profiles = False
         if self.interleaved:
             got = profiler.measure_together({"call": (call_path, call_shapes), "ref": (self.ref_path, self.ref_shapes)},
                                             seed=seed)
             self.call_ms, self.call_ref_ms = got["call"].median_ms, got["ref"].median_ms
-            self.node_profiles = latency_model_kind(profiler)["context"] == "node-profile"
         else:
             self.call_ms, self.call_ref_ms = profiler.measure_artifact(call_path, call_shapes).median_ms, math.nan
 
@@ -302,7 +306,7 @@ class BlockMeter:
                                              flush_bytes={"context": flush} if flush else None,
                                              **({"between": {"context": between}} if between else {}))
         ref_ms = got["ref"].median_ms
-        call_here_ms = self.call_ms * ref_ms / self.call_ref_ms  # the call overhead at this window's speed
+        call_here_ms = self.call_ms * ref_ms / self.call_ref_ms if self.call_ms else 0.0  # at this window's speed
         if arts.context is None:
             share = io_ms = math.nan
             context_ms = max(got["block"].median_ms - call_here_ms, 0.0)

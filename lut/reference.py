@@ -5,8 +5,8 @@
 predicts every model too slow. Every block is therefore timed interleaved with one fixed
 reference model, run for run in random order (``profilers.stats.time_interleaved``), and stored
 with the reference's median of the same window. The *ratio* block/reference cancels what slowed
-both; the table converts ratios back to milliseconds with the reference's median over the whole
-build. Whole models are validated the same way.
+both; the table converts ratios back to milliseconds with the reference's speed over the whole
+build (``lut.table.reference_speed_ms``: its fast state, where the machine switches between states). Whole models are validated the same way.
 
 **Call** (per-inference overhead). An isolated block pays one runtime call (dispatch, input and
 output binding) that a whole model pays once for all its blocks. A model that does next to

@@ -30,6 +30,29 @@ COLUMNS = ("key", "kind", "input_shapes", *STAT_COLUMNS, "warmup_runs", "runs", 
            "samples_ms", "measured_at", *CONTEXT_COLUMNS)
 
 
+# windows whose reference ran within this factor of its 5th percentile form the fast state
+FAST_STATE_BAND = 1.2
+
+
+def reference_speed_ms(ref_ms) -> float:
+    """The reference's time a table states its costs at: the median of the windows in its fast state
+    (within :data:`FAST_STATE_BAND` of the 5th percentile of the build's window medians). On a
+    steady machine every window is in that band and this is the plain median.
+
+    Why not the plain median: on some hosts the machine's speed switches between states for
+    seconds at a time, and the blocks follow the reference (per window their ratios hold), but the
+    share of windows in each state differs from build to build. The inas-tiny table built twice
+    (64 px, ONNX Runtime 1 thread, ``bench/lut_drift.py --seed 30``): the reference's windows fell
+    in two states, ~0.19 and ~0.32 ms, 126 and 139 of 249 in the fast one, so the median sat at
+    the gap in one build (0.218 ms) and in the fast state in the other (0.191 ms), and every
+    prediction moved by −11 % (median), while the fast state's median moved by −2.4 %."""
+    import numpy as np
+
+    ref = np.asarray(ref_ms, dtype=float)
+    fast = ref[ref <= FAST_STATE_BAND * np.percentile(ref, 5)]
+    return float(np.median(fast))
+
+
 def _device_mismatch(a: dict, b: dict) -> str | None:
     from profilers.fingerprint import mismatch
 
@@ -55,7 +78,7 @@ def _protocol(d: dict | None) -> dict:
 
 def _latency_model_kind(meta: dict) -> dict | None:
     lm = meta.get("latency_model")
-    return {k: lm.get(k) for k in ("version", "reference", "context", "cache", "node_profile", "io")} if lm else None
+    return {k: lm.get(k) for k in ("version", "reference", "context", "cache", "node_profile", "io", "call")} if lm else None
 
 
 def compatibility_problem(a: dict, b: dict) -> str | None:
@@ -136,8 +159,8 @@ class LatencyTable:
         ctx = self.rows["context_ms"].to_numpy(dtype=float)
         lm = self.metadata.get("latency_model") or {}
         # context costs in the table's time scale: each block's cost relative to the reference of its
-        # own window, times the reference's median over the build (lut.reference)
-        self.reference_ms = float(np.median(ref)) if ref.size and not np.isnan(ref).any() else None
+        # own window, times the reference's speed over the build (lut.reference, reference_speed_ms)
+        self.reference_ms = reference_speed_ms(ref) if ref.size and not np.isnan(ref).any() else None
         self.reference_name: str | None = lm.get("reference")  # which reference (lut.reference) ref_ms timed
         self._context: dict[str, float] | None = None
         self.call_ms: float | None = None

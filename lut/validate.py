@@ -266,7 +266,7 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
 
 def normalized_ms(measurement: dict, reference_ms: float | None) -> float | None:
     """A whole model's drift-compensated latency: the median of its rounds' ratios to the reference,
-    in ``reference_ms`` (the table's reference median), or ``None`` without a reference."""
+    in ``reference_ms`` (the table's reference speed, ``lut.table.reference_speed_ms``), or ``None`` without a reference."""
     ratios = measurement.get("round_ratios")
     if not ratios or not reference_ms:
         return None

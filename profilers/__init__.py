@@ -57,8 +57,16 @@ def from_identity(identity: dict, *, threads: int, precision: str, protocol: Pro
     the same backend and options; ``artifacts`` may change how artifacts are made (only the options
     the backend declares in ``artifact_options``); ``host`` measures through ssh (``remote``: its
     options, e.g. ``remote_python``, ``ssh_config``)."""
+    import inspect
+
     cls = get_class(identity["name"])
     options = dict(identity.get("options") or {})
+    # a setting that a later version made an option (torch-cuda's timer) keeps the value the table
+    # recorded, not today's default: the table is checked the way it was measured
+    params = set(inspect.signature(cls.__init__).parameters) - {"self", "threads", "precision", "protocol"}
+    for k, v in (identity.get("settings") or {}).items():
+        if k in params and k not in options:
+            options[k] = v
     options.update({k: v for k, v in (artifacts or {}).items() if k in cls.artifact_options})
     common = dict(threads=threads, precision=precision, protocol=protocol, **options)
     if host:

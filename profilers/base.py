@@ -81,6 +81,11 @@ class Profiler:
     # (``lut.measure``) rather than running back to back with their code and branch history hot.
     # Runtimes that share precompiled kernels across nodes (MLAS, XNNPACK) leave it False.
     kernel_code_per_node = False
+    # Whether a sample holds a per-call overhead that a whole model pays once and each isolated block
+    # pays again (dispatch, binding inputs and outputs: what ``lut.reference.call_model`` measures);
+    # a table then charges a block its time less one call. False where a sample holds none to take
+    # out (torch-cuda's CUDA-graph replays: see ``profilers.torch_cuda``); then the table subtracts none.
+    call_in_samples = True
 
     def __init__(self, threads: int = 1, precision: str = "fp32", protocol: Protocol | None = None):
         if threads < 1:

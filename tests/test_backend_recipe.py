@@ -96,3 +96,45 @@ def test_unknown_backend_option_is_one_line(toy, tmp_path, capsys):
                "--out", str(tmp_path / "t.parquet"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "speed" in err[0], err
+
+
+class DeviceTimedToy(ToyBackend):
+    """A backend whose samples hold no per-call overhead (as torch-cuda's CUDA-graph replays) and
+    that times one artifact at a time (no ``prepare``: no interleaved reference)."""
+
+    name = "toy-device"
+    call_in_samples = False
+    prepare = Profiler.prepare
+
+    def measure_artifact(self, path: Path, input_shapes):
+        from profilers.stats import time_callable
+
+        return time_callable(ToyBackend.prepare(self, path, input_shapes), self.protocol)
+
+
+def test_a_backend_without_call_overhead_charges_blocks_their_isolated_time(tmp_path):
+    """Where a sample holds no call (``Profiler.call_in_samples`` False) a table subtracts none:
+    its call is 0, a block's context cost is its isolated median, the prediction the plain sum,
+    and the latency model says so, so such a table never mixes with one that subtracts a call."""
+    from hwnas.space import create
+    from lut.measure import BlockMeter, latency_model_kind
+    from lut.table import compatibility_problem
+
+    prof = DeviceTimedToy(protocol=QUICK)
+    assert not prof.can_interleave
+    kind = latency_model_kind(prof)
+    assert kind["context"] == "call-overhead" and kind["call"] == "none"
+    assert "call" not in latency_model_kind(ToyBackend(protocol=QUICK))
+    meter = BlockMeter(prof, tmp_path)
+    assert meter.call_ms == 0.0 and meter.describe()["call"] == "none"
+    space = create("inas-smoke")
+    block = space.blocks(space.smallest(space.resolutions[0]))[0]
+    arts = meter.export_ahead([block], tmp_path / "arts", progress=False, workers=1)[block.key]
+    m, extra = meter.measure(block, arts)
+    assert m.median_ms > 0 and extra["context_ms"] == m.median_ms
+    with_call = dict(kind, call=None)
+    assert "latency model differs" in compatibility_problem({"latency_model": kind}, {"latency_model": with_call})
+
+    # torch-cuda: replays hold no call, eager events do (its timer decides; no GPU needed to ask)
+    assert latency_model_kind(profilers.get("torch-cuda", timer="cuda-graph"))["call"] == "none"
+    assert "call" not in latency_model_kind(profilers.get("torch-cuda", timer="cuda-events"))

@@ -162,6 +162,21 @@ def test_auto_calibration_keeps_the_count_term_only_when_it_predicts_better_out_
     assert fit(x[:8], y[:8], n[:8])["kind"] == "affine"  # too few models for the count term
 
 
+def test_the_reference_speed_is_its_fast_state_not_a_median_that_flips_between_states():
+    """A build whose reference windows fall in two speed states (as ``bench/lut_drift.py --seed 30``
+    found: ~0.19 and ~0.32 ms): the plain median jumps between the states as their shares cross a
+    half, the table's reference speed stays in the fast one; on a steady machine it is the median."""
+    from lut.table import reference_speed_ms
+
+    rng = np.random.default_rng(0)
+    for n_fast in (110, 126, 139):
+        ref = np.concatenate([0.19 * (1 + 0.02 * rng.random(n_fast)), 0.32 * (1 + 0.05 * rng.random(249 - n_fast))])
+        assert 0.19 <= reference_speed_ms(ref) <= 0.19 * 1.02
+    assert np.median(np.r_[np.full(110, 0.19), np.full(139, 0.32)]) == 0.32  # what the median did
+    steady = 0.2 * (1 + 0.1 * rng.random(249))
+    assert reference_speed_ms(steady) == pytest.approx(float(np.median(steady)))
+
+
 def test_accuracy_metrics_on_known_values():
     measured = [10.0, 20.0, 40.0, 80.0]
     predicted = [10.4, 19.0, 40.0, 90.0]  # +4 %, -5 %, 0 %, +12.5 %

@@ -200,21 +200,52 @@ def test_executorch_xnnpack_measures_delegated():
     assert m.info["delegation"]["delegate_calls"] >= 1 and m.info["delegation"]["fully_delegated"]
 
 
+def test_torch_cuda_timer_is_an_option_and_old_tables_keep_theirs():
+    """CUDA-graph replays are the default timer; a table recorded before the timer was an option
+    (settings ``timer: cuda-events``, no options) is rebuilt with the eager timer it was measured with."""
+    prof = profilers.get("torch-cuda")
+    assert prof.timer == "cuda-graph" and prof.identity()["options"] == {"timer": "cuda-graph"}
+    with pytest.raises(ProfilerError, match=r"timer 'graph' unknown; allowed: \['cuda-graph', 'cuda-events'\]"):
+        profilers.get("torch-cuda", timer="graph")
+    old = {"name": "torch-cuda", "options": {},
+           "settings": {"device": 0, "precision": "fp32", "cudnn_benchmark": True, "timer": "cuda-events"}}
+    rebuilt = profilers.from_identity(old, threads=1, precision="fp32", protocol=FAST)
+    assert rebuilt.timer == "cuda-events" and rebuilt.settings() == old["settings"]
+    assert profilers.from_identity(prof.identity(), threads=1, precision="fp32", protocol=FAST).timer == "cuda-graph"
+
+
 @pytest.mark.gpu
 def test_torch_cuda_measures_with_events(tmp_path):
     ok, reason = profilers.get_class("torch-cuda").check_available()
     if not ok:
         pytest.skip(reason)
-    for precision in ("fp32", "fp16"):
-        prof = profilers.get("torch-cuda", precision=precision, protocol=FAST)
-        m = prof.measure(small_model(), small_inputs())
+    for timer in ("cuda-graph", "cuda-events"):
+        for precision in ("fp32", "fp16"):
+            prof = profilers.get("torch-cuda", precision=precision, protocol=FAST, timer=timer)
+            m = prof.measure(small_model(), small_inputs())
+            _check_measurement(m, FAST)
+            assert m.info["timer"] == timer
+            assert prof.device_info()["gpu_name"]
+        # the deploy form (a torch.export program), loaded back the way validation and remote runs do
+        artifact = prof.export(small_model(), small_inputs(), tmp_path / f"m-{timer}.pt2")
+        m = prof.measure_artifact(artifact, [tuple(t.shape) for t in small_inputs()])
         _check_measurement(m, FAST)
-        assert m.info["timer"] == "cuda-events"
-        assert prof.device_info()["gpu_name"]
-    # the deploy form (a torch.export program), loaded back the way validation and remote runs do
-    artifact = prof.export(small_model(), small_inputs(), tmp_path / "m.pt2")
-    m = prof.measure_artifact(artifact, [tuple(t.shape) for t in small_inputs()])
-    _check_measurement(m, FAST)
+
+
+@pytest.mark.gpu
+def test_torch_cuda_graph_replay_drops_launch_gaps():
+    """A chain of 64 tiny kernels: eager, the events measure 64 launches from Python; a replay
+    launches them at once, so it must be several times faster (the effect the graph timer exists for)."""
+    import torch
+
+    ok, reason = profilers.get_class("torch-cuda").check_available()
+    if not ok:
+        pytest.skip(reason)
+    chain = torch.nn.Sequential(*[torch.nn.ReLU() for _ in range(64)])
+    x = (torch.randn(1, 8, 4, 4),)
+    eager = profilers.get("torch-cuda", protocol=FAST, timer="cuda-events").measure(chain, x)
+    graph = profilers.get("torch-cuda", protocol=FAST, timer="cuda-graph").measure(chain, x)
+    assert graph.median_ms < eager.median_ms / 2, (graph.median_ms, eager.median_ms)
 
 
 def test_runner_measures_an_artifact_in_a_subprocess(tmp_path):
