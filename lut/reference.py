@@ -7,6 +7,12 @@ reference model, run for run in random order (``profilers.stats.time_interleaved
 with the reference's median of the same window. The *ratio* block/reference cancels what slowed
 both; the table converts ratios back to milliseconds with the reference's speed over the whole
 build (``lut.table.reference_speed_ms``: its fast state, where the machine switches between states). Whole models are validated the same way.
+Which reference: a small convolution stack (``REFERENCE_NAME``), the same on a 256 px input for
+models that outgrow the last-level cache (``LARGE_REFERENCE_NAME``), or a whole model of the
+table's own search space (``space-model:…``, built by ``hwnas.reference``), which shares the
+models' many small nodes, resizes and layout conversions: over 8 minutes in which sub-ms inas-tiny
+models' raw medians moved 2.35x, their ratio to it moved 1.10x, to the small stack 1.37x
+(``bench/reference_candidates.py``).
 
 **Call** (per-inference overhead). An isolated block pays one runtime call (dispatch, input and
 output binding) that a whole model pays once for all its blocks. A model that does next to
@@ -21,6 +27,8 @@ the runtime's profiler reports them): ``lut.measure.IOCost``. ExecuTorch XNNPACK
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -53,14 +61,29 @@ class _Reference(nn.Module):
         return self.body(x)
 
 
+# Named references defined outside this package, by the prefix of their names: a search space's own
+# model as the reference (``hwnas.reference``, ``space-model:``) is built by the package that knows
+# spaces, which registers its builder here (``lut`` does not import ``hwnas``).
+_RESOLVERS: dict[str, Callable[[str], tuple[nn.Module, tuple]]] = {}
+
+
+def register_resolver(prefix: str, build: Callable[[str], tuple[nn.Module, tuple]]) -> None:
+    """References named ``prefix + rest`` are built by ``build(rest)`` -> (module, example inputs)."""
+    _RESOLVERS[prefix] = build
+
+
 def reference_model(name: str = REFERENCE_NAME) -> tuple[nn.Module, tuple]:
     """(module, example inputs) of the reference called ``name``, the same on every machine (seeded weights)."""
     side = REFERENCE_SIDES.get(name)
-    if side is None:
-        from lut.errors import LUTError
+    if side is not None:
+        return sized_reference(side)
+    for prefix, build in _RESOLVERS.items():
+        if name.startswith(prefix):
+            return build(name[len(prefix):])
+    from lut.errors import LUTError
 
-        raise LUTError(f"reference {name!r} unknown; allowed: {', '.join(REFERENCE_SIDES)}")
-    return sized_reference(side)
+    raise LUTError(f"reference {name!r} unknown; allowed: {', '.join(REFERENCE_SIDES)}"
+                   + "".join(f", or {p}…" for p in _RESOLVERS))
 
 
 def sized_reference(side: int) -> tuple[nn.Module, tuple]:

@@ -274,9 +274,39 @@ def test_the_drift_reference_is_recorded_kept_when_extending_and_sized_by_the_ca
     llc = (sod_space.model_bytes(low) + sod_space.model_bytes(320)) // 2
     monkeypatch.setattr("profilers.cache.last_level_cache_bytes", lambda: llc)
     assert _reference_for(sod_space, [320]) == LARGE_REFERENCE_NAME
-    assert _reference_for(sod_space, [low, 320]) == REFERENCE_NAME
+    # otherwise a model of the space itself at the smallest resolution (hwnas.reference)
+    from hwnas.reference import space_model_reference
+
+    assert _reference_for(sod_space, [low, 320]) == space_model_reference(sod_space, low)
     monkeypatch.setattr("profilers.cache.last_level_cache_bytes", lambda: 1 << 40)
-    assert _reference_for(sod_space, [320]) == REFERENCE_NAME
+    assert _reference_for(sod_space, [320]) == space_model_reference(sod_space, 320)
+
+
+def test_a_model_of_the_space_is_a_reference_any_process_rebuilds(tmp_path):
+    """The ``space-model:`` reference is named by the space's hash and one arch drawn with a fixed
+    seed: the same name and the same seeded model every time; a changed space or a malformed name is
+    refused with the reason; a build records it and times its blocks against it."""
+    from hwnas.reference import PREFIX, space_model_reference
+    from hwnas.space import create
+    from lut.reference import reference_model
+
+    space = create("inas-smoke")
+    res = min(space.resolutions)
+    name = space_model_reference(space, res)
+    assert name.startswith(PREFIX) and name == space_model_reference(space, res) and name.endswith("@inas-smoke")
+    (m1, x1), (m2, x2) = reference_model(name), reference_model(name)
+    assert x1[0].shape == (1, 3, res, res)
+    with torch.no_grad():
+        torch.testing.assert_close(m1(*x1), m2(*x2), rtol=0, atol=0)  # seeded weights and input
+    with pytest.raises(LUTError, match="recorded for definition 0000000000000000.*rebuild the table"):
+        reference_model(name.replace(space.hash, "0" * 16))
+    with pytest.raises(LUTError, match="expected space-model:<space hash>:<arch>@<space>"):
+        reference_model("space-model:nonsense")
+    with pytest.raises(LUTError, match="reference 'nope' unknown; allowed: .*, or space-model:"):
+        reference_model("nope")
+    t = build(synthetic_blocks()[:2], ort(), tmp_path / "t.parquet", SPACE, resolutions=[16], progress=False, reference=name)
+    back = LatencyTable.read(tmp_path / "t.parquet")
+    assert back.reference_name == name and back.reference_ms == pytest.approx(t.reference_ms) and t.reference_ms > 0
 
 
 def test_torn_journal_line_is_dropped(tmp_path):

@@ -129,6 +129,7 @@ def _exporter_options(backend: str, exporter: str) -> dict:
 
 
 def _table_profiler(table, args):
+    import hwnas.reference  # noqa: F401  (the table's reference may be a model of its space: registers its builder)
     from lut.validate import table_profiler
 
     return table_profiler(table, runs=getattr(args, "runs", None), artifacts={"exporter": getattr(args, "exporter", "dynamo")},
@@ -195,13 +196,16 @@ def _cold_context_plan(space, res: list[int]) -> tuple[dict, dict]:
 
 def _reference_for(space, res: list[int]) -> str:
     """The drift reference of a table at ``res``: the L3-sized one (``lut.reference``) where a typical
-    model at every resolution outgrows the last-level cache, as its context runs are flushed; the
-    small, cache-resident one otherwise (sub-ms models at 64 px: 1.3-2.3 % MAPE with it)."""
-    from lut.reference import LARGE_REFERENCE_NAME, REFERENCE_NAME
+    model at every resolution outgrows the last-level cache, as its context runs are flushed; a
+    whole model of the space itself at the smallest resolution otherwise (``hwnas.reference``): the
+    small convolution stack tracked cache-resident sub-ms models only partly (their ratio to it
+    moved 1.37x over 8 minutes on one host, to a model of the space 1.10x)."""
+    from hwnas.reference import space_model_reference
+    from lut.reference import LARGE_REFERENCE_NAME
     from profilers.cache import last_level_cache_bytes
 
     outgrow = all(space.model_bytes(r) > last_level_cache_bytes() for r in res)
-    return LARGE_REFERENCE_NAME if outgrow else REFERENCE_NAME
+    return LARGE_REFERENCE_NAME if outgrow else space_model_reference(space, min(res))
 
 
 def _build(args) -> int:

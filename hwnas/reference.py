@@ -1,0 +1,59 @@
+"""A search space's own model as the drift reference of its latency tables (``lut.reference``).
+
+A table's costs are ratios to a reference timed in the same window, so a prediction is only as
+good as the reference's tracking of the models it predicts. For sub-ms models that live in the
+caches (inas-tiny at 64 px), the small convolution stack of ``lut.reference`` does not slow as
+they do: over 8 minutes on an Intel Xeon host the models' raw medians moved 2.35x (max / min),
+their ratio to that stack 1.37x, their ratio to one fixed whole model of the space 1.10x
+(``bench/reference_candidates.py``). That model is named by the space's identity and the arch's
+compact string, so any process that can build the space rebuilds the same reference from a
+table's metadata; its weights are seeded.
+"""
+
+from __future__ import annotations
+
+import random
+
+PREFIX = "space-model:"
+ARCH_SEED = 12345  # draws the reference arch (bench/reference_candidates.py --ref-seed): fixed, not tuned
+
+
+def space_model_reference(space, resolution: int) -> str:
+    """The reference name of ``space`` at ``resolution``: one arch drawn with a fixed seed."""
+    arch = space.sample(random.Random(ARCH_SEED), resolution=resolution)
+    # hash first and the space's name last: a derived space's name may hold ':' (``inas-tiny:cells=…``)
+    return f"{PREFIX}{space.hash}:{arch.to_string()}@{space.name}"
+
+
+def build_reference(rest: str):
+    """(module, example inputs) of a ``space-model:`` reference; refuses a space whose definition
+    changed since the table recorded it."""
+    import torch
+
+    from hwnas.arch import load_arch
+    from hwnas.model import SODNet, for_export
+    from hwnas.space import create
+    from lut.errors import LUTError
+
+    digest, sep, tail = rest.partition(":")
+    arch_text, at, name = tail.partition("@")  # an arch's compact string holds no '@'
+    if not (sep and at and arch_text and name):
+        raise LUTError(f"reference {PREFIX}{rest!r}: expected {PREFIX}<space hash>:<arch>@<space>")
+    space = create(name)
+    if space.hash != digest:
+        raise LUTError(f"reference model of space {name!r} was recorded for definition {digest}, this one is "
+                       f"{space.hash}: rebuild the table with this space")
+    arch = load_arch(arch_text)
+    space.validate(arch)
+    torch.manual_seed(0)
+    r = arch.resolution
+    return for_export(SODNet(space, arch)).eval(), (torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(0)),)
+
+
+def register() -> None:
+    from lut.reference import register_resolver
+
+    register_resolver(PREFIX, build_reference)
+
+
+register()
