@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from deploy.cia_cache import cached_cia_ops
 from deploy.errors import ExportError
 from deploy.formats import Format
 from deploy.fileio import atomic_write_bytes, first_line
@@ -72,7 +73,8 @@ def export_pte_with_summary(model: nn.Module, example_inputs: tuple, path) -> tu
             with torch.no_grad():
                 exported = torch.export.export(model, example_inputs, strict=False)
             stage = "to_edge_transform_and_lower (XNNPACK)"
-            edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+            with cached_cia_ops():  # the lowering decomposes three times per artifact (deploy.cia_cache)
+                edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
             edge_program = edge.exported_program()
             user_inputs = {spec.arg.name for spec in edge_program.graph_signature.input_specs
                            if spec.kind == torch.export.graph_signature.InputKind.USER_INPUT}

@@ -16,6 +16,12 @@ import random
 
 PREFIX = "space-model:"
 ARCH_SEED = 12345  # draws the reference arch (bench/reference_candidates.py --ref-seed): fixed, not tuned
+# A cost cap, not a tuned threshold: the reference gets >= 100 timed runs in every block window
+# (the build's protocol), so a reference of 50 MMAC (~5 ms at 10 GMAC/s, one core) adds ~0.5 s to
+# each window. The spaces measured sit far on either side: inas-tiny's reference 4.5 MMAC at 64 px,
+# 10.1 at 96 px (sub-ms models, where it was validated); inas-sod's 1838 MMAC at 320 px, which would
+# make a 928-block build spend hours timing the reference.
+MAX_MACS = 50_000_000
 
 
 def space_model_reference(space, resolution: int) -> str:
@@ -23,6 +29,15 @@ def space_model_reference(space, resolution: int) -> str:
     arch = space.sample(random.Random(ARCH_SEED), resolution=resolution)
     # hash first and the space's name last: a derived space's name may hold ':' (``inas-tiny:cells=…``)
     return f"{PREFIX}{space.hash}:{arch.to_string()}@{space.name}"
+
+
+def affordable(name: str) -> bool:
+    """Whether the ``space-model:`` reference ``name`` is cheap enough to time in every window
+    (:data:`MAX_MACS`)."""
+    from lut.footprint import model_macs
+
+    module, inputs = build_reference(name[len(PREFIX):])
+    return model_macs(module, inputs) <= MAX_MACS
 
 
 def build_reference(rest: str):

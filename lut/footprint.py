@@ -44,3 +44,27 @@ def model_bytes(blocks: Sequence[BlockSpec]) -> int:
     largest block's activations."""
     sizes = [block_bytes(b) for b in blocks]
     return sum(p for p, _ in sizes) + max((a for _, a in sizes), default=0)
+
+
+def model_macs(module, inputs: tuple) -> int:
+    """Multiply-accumulates of one inference of ``module`` on ``inputs``: every convolution and
+    linear layer, counted from the output shapes a forward pass gives (the ops that dominate a
+    vision model's time; pooling, activations and resizes are left out)."""
+    import torch.nn as nn
+
+    total = [0]
+
+    def count(m, _inputs, output):
+        if isinstance(m, nn.Conv2d):
+            total[0] += output.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total[0] += output.numel() * m.in_features
+
+    hooks = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(total[0])

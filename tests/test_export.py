@@ -389,3 +389,50 @@ def test_openvino_and_tflite_parity_on_random_archs(tmp_path, space_name, seeds)
             assert rows[fmt].parity["max_abs_diff"] <= 1e-4
             print(f"{space_name} {arch.to_string()} {fmt}: max|diff| {rows[fmt].parity['max_abs_diff']:.2e}")
         assert rows["tflite"].details["delegation"]["convolutions_in_xnnpack"]
+
+
+def test_cached_cia_ops_answer_as_torch_does_and_see_new_registrations(tmp_path, monkeypatch):
+    """The cache of torch.export's composite-op walk (deploy.cia_cache) gives the same program
+    bytes as torch's own walk, walks once for repeated exports, and walks again after a
+    registration: a custom CompositeImplicitAutograd op defined later is in its answer."""
+    pytest.importorskip("executorch")
+    import torch._export.utils as export_utils
+    import torch.export.exported_program as exported_program
+
+    from deploy import cia_cache
+    from deploy.executorch_export import export_pte
+
+    original = export_utils._collect_all_valid_cia_ops
+    walks = []
+
+    def walk():
+        walks.append(1)
+        return original()
+
+    def patch(fn):
+        for m in (export_utils, exported_program):
+            monkeypatch.setattr(m, "_collect_all_valid_cia_ops", fn)
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Hardswish()).eval()
+    uncached = lambda: walk()  # noqa: E731
+    uncached._hwnas_cached = True  # cached_cia_ops leaves it alone: torch's walk runs on every call
+    patch(uncached)
+    plain = export_pte(model, (X,), tmp_path / "plain.pte").read_bytes()
+    assert len(walks) >= 2
+
+    walks.clear()
+    patch(walk)
+    cia_cache._cache.clear()
+    cached = export_pte(model, (X,), tmp_path / "cached.pte").read_bytes()
+    assert cached == plain and len(walks) == 1
+    with cia_cache.cached_cia_ops():
+        collect = exported_program._collect_all_valid_cia_ops
+        first = collect()
+        assert first == original() and len(walks) == 1  # answered from the cache
+        lib = torch.library.Library("hwnas_cia_test", "DEF")
+        lib.define("twice(Tensor x) -> Tensor")
+        lib.impl("twice", lambda x: x * 2, "CompositeImplicitAutograd")
+        op = torch.ops.hwnas_cia_test.twice.default
+        after = collect()
+        assert len(walks) == 2 and op in after and op not in first
+    assert exported_program._collect_all_valid_cia_ops is walk  # restored

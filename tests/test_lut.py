@@ -274,10 +274,20 @@ def test_the_drift_reference_is_recorded_kept_when_extending_and_sized_by_the_ca
     llc = (sod_space.model_bytes(low) + sod_space.model_bytes(320)) // 2
     monkeypatch.setattr("profilers.cache.last_level_cache_bytes", lambda: llc)
     assert _reference_for(sod_space, [320]) == LARGE_REFERENCE_NAME
-    # otherwise a model of the space itself at the smallest resolution (hwnas.reference)
-    from hwnas.reference import space_model_reference
+    # otherwise a model of the space itself at the smallest resolution (hwnas.reference) where it is
+    # cheap to time in every window; the small stack where it is not (inas-sod at 320 px: 1.8 GMAC)
+    from hwnas.reference import MAX_MACS, build_reference, space_model_reference
+    from lut.footprint import model_macs
 
-    assert _reference_for(sod_space, [low, 320]) == space_model_reference(sod_space, low)
+    from hwnas.space import create
+
+    assert _reference_for(sod_space, [low, 320]) == REFERENCE_NAME
+    sod = space_model_reference(sod_space, low)
+    assert model_macs(*build_reference(sod.split(":", 1)[1])) > 10 * MAX_MACS
+    tiny = create("inas-tiny")
+    assert _reference_for(tiny, [64, 96]) == space_model_reference(tiny, 64)  # 4.5 MMAC
+    monkeypatch.setattr("hwnas.reference.MAX_MACS", 100 * MAX_MACS)
+    assert _reference_for(sod_space, [low, 320]) == sod
     monkeypatch.setattr("profilers.cache.last_level_cache_bytes", lambda: 1 << 40)
     assert _reference_for(sod_space, [320]) == space_model_reference(sod_space, 320)
 

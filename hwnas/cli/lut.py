@@ -197,15 +197,18 @@ def _cold_context_plan(space, res: list[int]) -> tuple[dict, dict]:
 def _reference_for(space, res: list[int]) -> str:
     """The drift reference of a table at ``res``: the L3-sized one (``lut.reference``) where a typical
     model at every resolution outgrows the last-level cache, as its context runs are flushed; a
-    whole model of the space itself at the smallest resolution otherwise (``hwnas.reference``): the
-    small convolution stack tracked cache-resident sub-ms models only partly (their ratio to it
-    moved 1.37x over 8 minutes on one host, to a model of the space 1.10x)."""
-    from hwnas.reference import space_model_reference
-    from lut.reference import LARGE_REFERENCE_NAME
+    whole model of the space itself at the smallest resolution where that model is cheap to time in
+    every window (``hwnas.reference.affordable``): the small convolution stack tracked cache-resident
+    sub-ms models only partly (their ratio to it moved 1.37x over 8 minutes on one host, to a model
+    of the space 1.10x); the small convolution stack otherwise (a large model in a large cache)."""
+    from hwnas.reference import affordable, space_model_reference
+    from lut.reference import LARGE_REFERENCE_NAME, REFERENCE_NAME
     from profilers.cache import last_level_cache_bytes
 
-    outgrow = all(space.model_bytes(r) > last_level_cache_bytes() for r in res)
-    return LARGE_REFERENCE_NAME if outgrow else space_model_reference(space, min(res))
+    if all(space.model_bytes(r) > last_level_cache_bytes() for r in res):
+        return LARGE_REFERENCE_NAME
+    ref = space_model_reference(space, min(res))
+    return ref if affordable(ref) else REFERENCE_NAME
 
 
 def _build(args) -> int:
