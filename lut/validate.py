@@ -96,15 +96,16 @@ def shard_journal(journal: Path, index: int, count: int) -> Path:
     return journal.with_name(f"{journal.stem}.{index}of{count}{journal.suffix}")
 
 
-def _journal_identity(profiler, reference: str) -> dict:
+def _journal_identity(profiler, reference: str, reference_artifacts: dict | None = None) -> dict:
     """What a whole-model measurement depends on: device, backend and its settings, timing protocol
     (its ``rounds`` aside: a rerun with more rounds adds windows to the same journal), and the drift
-    reference timed beside it."""
+    reference timed beside it, and how that was exported."""
     from lut.build import table_metadata
 
     meta = table_metadata(profiler, {})
     protocol = {k: v for k, v in meta["protocol"].items() if k != "rounds"}
-    return {"device": meta["device"], "backend": meta["backend"], "protocol": protocol, "reference": reference}
+    return {"device": meta["device"], "backend": meta["backend"], "protocol": protocol, "reference": reference,
+            "reference_artifacts": reference_artifacts or None}
 
 
 def _identity_problem(a: dict, b: dict) -> str | None:
@@ -115,7 +116,11 @@ def _identity_problem(a: dict, b: dict) -> str | None:
     if problem:
         return problem
     ra, rb = a.get("reference", REFERENCE_NAME), b.get("reference", REFERENCE_NAME)  # journals before it: the small one
-    return f"drift reference differs: {ra} vs {rb}" if ra != rb else None
+    if ra != rb:
+        return f"drift reference differs: {ra} vs {rb}"
+    xa, xb = a.get("reference_artifacts"), b.get("reference_artifacts")  # journals before it: as the whole models
+    return (f"drift reference exported differently: {xa or 'as the whole models'} vs {xb or 'as the whole models'}"
+            if xa != xb else None)
 
 
 def _measured_problem(obj: dict) -> str | None:
@@ -177,7 +182,7 @@ def _export_ahead(cases: Sequence[ModelCase], profiler, folder: Path, progress: 
 
 def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = None, progress: bool = True,
                   seed: int = 0, shard: tuple[int, int] | None = None, rounds: int = 1,
-                  reference: str | None = None) -> dict[str, dict]:
+                  reference: str | None = None, reference_artifacts: dict | None = None) -> dict[str, dict]:
     """``{name: Measurement dict}``, measuring in a seeded random order; resumes from ``journal``.
 
     ``rounds`` > 1 measures every model that many times, round-robin (each round in a fresh random
@@ -192,7 +197,9 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
     journal, so k processes can measure side by side; a later unsharded call reads them all.
 
     ``reference``: the drift reference timed beside each model (``lut.reference``): the table's, so
-    the ratios are in its units (default the small one).
+    the ratios are in its units (default the small one); ``reference_artifacts``: how the table made
+    its artifacts (its ``backend["artifacts"]``), so the reference is exported as the build exported it
+    (:meth:`profilers.base.Profiler.exporting_as`), whichever way the whole models are made.
     """
     import tempfile
 
@@ -203,7 +210,7 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
     from lut.reference import REFERENCE_NAME
 
     reference = reference or REFERENCE_NAME
-    identity = _journal_identity(profiler, reference) if journal is not None else None
+    identity = _journal_identity(profiler, reference, reference_artifacts) if journal is not None else None
     done = _load_journal(journal, identity)
     if shard is not None:
         i, k = shard
@@ -225,7 +232,8 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
                 from lut.reference import reference_model
 
                 ref_module, ref_inputs = reference_model(reference)
-                ref = (profiler.export(ref_module, ref_inputs, Path(tmp) / f"reference{profiler.artifact_suffix}"),
+                ref_exporter = profiler.exporting_as(reference_artifacts)
+                ref = (ref_exporter.export(ref_module, ref_inputs, Path(tmp) / f"reference{profiler.artifact_suffix}"),
                        [tuple(t.shape) for t in ref_inputs])
             for r, case in tqdm(todo, desc="whole models" + (f" x {rounds} rounds" if rounds > 1 else ""), unit="model",
                                 disable=not progress):
@@ -311,7 +319,8 @@ def validate(table, calibration_cases: Sequence[ModelCase], validation_cases: Se
     import numpy as np
 
     measured = measure_cases([*calibration_cases, *validation_cases], profiler, journal, progress, shard=shard,
-                             rounds=rounds, reference=table.reference_name)
+                             rounds=rounds, reference=table.reference_name,
+                             reference_artifacts=table.backend.get("artifacts"))
     if shard is not None:
         return None
 

@@ -14,6 +14,7 @@ prompt, and quotes the remote command with ``shlex``. On a Jetson the power-mode
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import queue
 import shlex
@@ -229,6 +230,14 @@ class SSHProfiler(Profiler):
     # ------------------------------------------------------------------ measuring
     def export(self, model, example_inputs: tuple, path: Path) -> Path:
         return self.inner.export(model, example_inputs, path)
+
+    def exporting_as(self, artifacts: dict | None) -> Profiler:
+        inner = self.inner.exporting_as(artifacts)
+        if inner is self.inner:
+            return self
+        clone = copy.copy(self)  # exports here with the other setting; measures over the same connection
+        clone.inner = inner
+        return clone
 
     @property
     def can_interleave(self) -> bool:  # the remote runner interleaves, where the inner backend can

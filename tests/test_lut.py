@@ -487,6 +487,40 @@ def test_measure_cases_rounds_round_robin_pooled_and_resumable(tmp_path):
         measure_cases(cases, ort(), rounds=0, progress=False)
 
 
+def test_whole_models_are_checked_against_the_reference_the_table_exported(tmp_path, monkeypatch):
+    """The build exports its drift reference with the blocks' exporter (TorchScript on ONNX Runtime),
+    validation its whole models with dynamo: the reference must still be the build's artifact (the
+    dynamo one ran 2.6 % faster, and every compensated model moved by that)."""
+    from profilers.onnxruntime_cpu import OnnxRuntimeCPU
+    from lut.validate import measure_cases
+
+    dynamo = profilers.get("onnxruntime-cpu", threads=1, protocol=FAST, exporter="dynamo")
+    same = dynamo.exporting_as({"exporter": "dynamo", "not-an-option": 1})
+    assert same is dynamo
+    other = dynamo.exporting_as({"exporter": "torchscript"})
+    assert other is not dynamo and other.exporter == "torchscript" and dynamo.exporter == "dynamo"
+    assert other.identity()["settings"] == dynamo.identity()["settings"]  # measures the same way
+    remote = profilers.get("ssh", host="jetson", backend="onnxruntime-cpu", protocol=FAST, exporter="dynamo")
+    assert remote.exporting_as({"exporter": "torchscript"}).inner.exporter == "torchscript"  # exported here, as the build
+    assert remote.inner.exporter == "dynamo" and remote.exporting_as({"exporter": "dynamo"}) is remote
+
+    exported = []
+    real_export = OnnxRuntimeCPU.export
+
+    def spy(self, model, example_inputs, path):
+        exported.append((Path(path).stem, self.exporter))
+        return real_export(self, model, example_inputs, path)
+
+    monkeypatch.setattr(OnnxRuntimeCPU, "export", spy)
+    cases = [chain_case("a", [(4, 8, 3)])]
+    journal = tmp_path / "m.jsonl"
+    measure_cases(cases, dynamo, journal=journal, progress=False, reference_artifacts={"exporter": "torchscript"})
+    assert ("reference", "torchscript") in exported
+    assert [e for n, e in exported if n != "reference"] == ["dynamo"]  # the whole model: as hwnas export makes it
+    with pytest.raises(IdentityError, match="drift reference exported differently: .*torchscript.* vs as the whole models"):
+        measure_cases(cases, dynamo, journal=journal, progress=False)
+
+
 # ------------------------------------------------------------------------------------ CLI
 def _tiny_table(tmp_path, tiny_space, calibration=None):
     arch = tiny_space.sample(0)

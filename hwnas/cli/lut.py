@@ -394,7 +394,8 @@ def _calibrate(args) -> int:
     _, cal = _pick(raw, 0, args.n)
     chosen = [cases[i] for i in cal]
     measured = measure_cases(chosen, prof, journal=Path(f"{args.lut}.calibration.jsonl"), progress=not args.no_progress,
-                             rounds=args.rounds, reference=t.reference_name)
+                             rounds=args.rounds, reference=t.reference_name,
+                             reference_artifacts=t.backend.get("artifacts"))
     from lut.validate import normalized_ms
 
     def target(name):
