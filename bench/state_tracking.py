@@ -102,11 +102,12 @@ def main(argv=None) -> int:
             for fn in runs.values():
                 fn()
         samples = {k: [] for k in names}
+        order_rng = random.Random(args.seed)  # the artifacts' order in each cycle
         t0 = time.perf_counter()
         with tqdm(total=int(args.seconds), desc="timing", unit="s") as bar:
             while (el := time.perf_counter() - t0) < args.seconds:
                 order = names[:]
-                random.shuffle(order)
+                order_rng.shuffle(order)
                 for k in order:
                     ms = burst(runs[k], args.burst)
                     samples[k].append((time.perf_counter() - t0, ms, burst(runs["reference"], args.burst)))
