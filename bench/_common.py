@@ -34,3 +34,15 @@ def write_result(out: str | Path, result: dict) -> Path:
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}", file=sys.stderr)
     return out
+
+
+def build_and_model_profilers(backend: str = "onnxruntime-cpu", threads: int = 1):
+    """(blocks' profiler, whole models' profiler) of ``backend`` with the build's protocol: the first makes
+    artifacts as ``hwnas lut build`` does (TorchScript ONNX where the backend has a choice), the second
+    as ``hwnas export`` does (dynamo); both measure alike."""
+    import profilers
+    from hwnas.cli.lut import BUILD_PROTOCOL
+
+    block_prof = profilers.from_identity({"name": backend, "options": {}}, threads=threads, precision="fp32",
+                                         protocol=profilers.Protocol(**BUILD_PROTOCOL), artifacts={"exporter": "torchscript"})
+    return block_prof, block_prof.exporting_as({"exporter": "dynamo"})

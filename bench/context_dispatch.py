@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_result  # noqa: E402  (bench/ is on the path of a script run from it)
+from _common import build_and_model_profilers, write_result  # noqa: E402  (bench/ is on the path of a script run from it)
 
 
 def trace_profile(prof, path, shapes, runs: int, flush_bytes: int, ref_run=None) -> dict:
@@ -89,20 +89,14 @@ def main(argv=None) -> int:
     import torch
     from tqdm import tqdm
 
-    import profilers
-    from hwnas.cli.lut import BUILD_PROTOCOL, _cold_context_plan
+    from hwnas.cli.lut import _cold_context_plan
     from hwnas.model import SODNet, for_export
     from hwnas.space import create
     from lut.context import attribute, in_context
     from lut.reference import REFERENCE_NAME, call_model, reference_model
 
     torch.set_num_threads(1)
-    protocol = profilers.Protocol(**BUILD_PROTOCOL)
-    ident = {"name": "onnxruntime-cpu", "options": {}}
-    block_prof = profilers.from_identity(ident, threads=1, precision="fp32", protocol=protocol,
-                                         artifacts={"exporter": "torchscript"})
-    model_prof = profilers.from_identity(ident, threads=1, precision="fp32", protocol=protocol,
-                                         artifacts={"exporter": "dynamo"})
+    block_prof, model_prof = build_and_model_profilers()
     space = create(args.space)
     res = args.resolution
     model_bytes, _ = _cold_context_plan(space, [res])

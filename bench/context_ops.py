@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_result  # noqa: E402
+from _common import build_and_model_profilers, write_result  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -43,8 +43,6 @@ def main(argv=None) -> int:
     import torch
     from tqdm import tqdm
 
-    import profilers
-    from hwnas.cli.lut import BUILD_PROTOCOL
     from hwnas.model import SODNet, for_export
     from hwnas.space import create
     from hwnas.cli.lut import _reference_for
@@ -53,12 +51,7 @@ def main(argv=None) -> int:
     from lut.reference import call_model, reference_model
 
     torch.set_num_threads(1)
-    protocol = profilers.Protocol(**BUILD_PROTOCOL)
-    ident = {"name": "onnxruntime-cpu", "options": {}}
-    block_prof = profilers.from_identity(ident, threads=1, precision="fp32", protocol=protocol,
-                                         artifacts={"exporter": "torchscript"})
-    model_prof = profilers.from_identity(ident, threads=1, precision="fp32", protocol=protocol,
-                                         artifacts={"exporter": "dynamo"})
+    block_prof, model_prof = build_and_model_profilers()
     space = create(args.space)
     res = args.resolution
     rng = random.Random(args.seed)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_result  # noqa: E402  (bench/ is on the path of a script run from it)
+from _common import build_and_model_profilers, write_result  # noqa: E402  (bench/ is on the path of a script run from it)
 
 
 def main(argv=None) -> int:
@@ -53,20 +53,14 @@ def main(argv=None) -> int:
     import torch
     from tqdm import tqdm
 
-    import profilers
-    from hwnas.cli.lut import BUILD_PROTOCOL, _cold_context_plan
+    from hwnas.cli.lut import _cold_context_plan
     from hwnas.model import SODNet, for_export
     from hwnas.space import create
     from lut.context import attribute, in_context
     from lut.reference import LARGE_REFERENCE_NAME, REFERENCE_NAME, call_model, reference_model
 
     torch.set_num_threads(1)
-    protocol = profilers.Protocol(**BUILD_PROTOCOL)
-    ident = {"name": args.backend, "options": {}}
-    block_prof = profilers.from_identity(ident, threads=args.threads, precision="fp32", protocol=protocol,
-                                         artifacts={"exporter": "torchscript"})  # the build's block exporter
-    model_prof = profilers.from_identity(ident, threads=args.threads, precision="fp32", protocol=protocol,
-                                         artifacts={"exporter": "dynamo"})  # what hwnas export writes
+    block_prof, model_prof = build_and_model_profilers(args.backend, args.threads)
     space = create(args.space)
     res = args.resolution
     model_bytes, _ = _cold_context_plan(space, [res])

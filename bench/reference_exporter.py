@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_result  # noqa: E402
+from _common import build_and_model_profilers, write_result  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -40,16 +40,12 @@ def main(argv=None) -> int:
     import torch
 
     import hwnas.reference  # noqa: F401  (registers the space-model references)
-    import profilers
-    from hwnas.cli.lut import BUILD_PROTOCOL, _reference_for
+    from hwnas.cli.lut import _reference_for
     from hwnas.space import create
     from lut.reference import reference_model
 
     torch.set_num_threads(1)
-    protocol = profilers.Protocol(**BUILD_PROTOCOL)
-    ident = {"name": "onnxruntime-cpu", "options": {}}
-    prof = {e: profilers.from_identity(ident, threads=args.threads, precision="fp32", protocol=protocol,
-                                       artifacts={"exporter": e}) for e in ("torchscript", "dynamo")}
+    prof = dict(zip(("torchscript", "dynamo"), build_and_model_profilers(threads=args.threads)))
     name = _reference_for(create(args.space), [args.resolution])
     load_before = os.getloadavg()
     windows = []

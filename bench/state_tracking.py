@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_result  # noqa: E402
+from _common import build_and_model_profilers, write_result  # noqa: E402
 
 FAST, SLOW = 1.15, 1.5  # reference states, as multiples of its 5th-percentile burst (fixed before any run)
 
@@ -53,20 +53,14 @@ def main(argv=None) -> int:
     import torch
     from tqdm import tqdm
 
-    import profilers
-    from hwnas.cli.lut import BUILD_PROTOCOL, _reference_for
+    from hwnas.cli.lut import _reference_for
     from hwnas.model import SODNet, for_export
     from hwnas.space import create
     from lut.context import in_context
     from lut.reference import reference_model
 
     torch.set_num_threads(1)
-    protocol = profilers.Protocol(**BUILD_PROTOCOL)
-    ident = {"name": args.backend, "options": {}}
-    block_prof = profilers.from_identity(ident, threads=args.threads, precision="fp32", protocol=protocol,
-                                         artifacts={"exporter": "torchscript"})
-    model_prof = profilers.from_identity(ident, threads=args.threads, precision="fp32", protocol=protocol,
-                                         artifacts={"exporter": "dynamo"})
+    block_prof, model_prof = build_and_model_profilers(args.backend, args.threads)
     space = create(args.space)
     res = args.resolution
     ref_name = _reference_for(space, [res])
