@@ -35,16 +35,36 @@ import torch.nn as nn
 
 from lut.blocks import BlockSpec
 
+# How a block's inputs are produced in context (recorded in the table: ``lut.measure.latency_model_kind``).
+# A block with several inputs sums them (in these spaces: a fusion, the mean of its level's branches).
+# Inside a model one of those branches, the same-level one, ends in a convolution that a runtime can
+# fold the sum into (ONNX Runtime's NCHWc conv with a Sum input); the others end in a bilinear Resize
+# or a MaxPool, which cannot take it. With a bare convolution on every input, ORT folded every input
+# sum of a fusion into the neighbours, so the block was charged none: inas-sod at 320 px, three whole
+# models ran 59 ``Add`` kernels where their blocks' context graphs kept 27 (``bench/context_ops.py
+# --seed 45``). So input 0 gets a bare convolution and every further input a convolution + ReLU: the
+# activation, fused into that convolution, keeps the sum out of it as a resample does.
+# (A ReLU after every input convolution over-corrected: 82 Adds charged.)
+NEIGHBOURS = "first-input-foldable"
+
+
+def _input_neighbour(channels: int, first: bool) -> nn.Module:
+    conv = nn.Conv2d(channels, channels, 1)
+    return conv if first else nn.Sequential(conv, nn.ReLU())
+
+
 class InContext(nn.Module):
-    """``block`` between 1x1 convolutions: one per input (unless ``model_input``) and one per
-    output (unless ``model_output``). Channel counts are kept, so the block sees its own shapes."""
+    """``block`` between 1x1 convolutions: one per input (unless ``model_input``; see
+    :data:`NEIGHBOURS` for inputs after the first) and one per output (unless ``model_output``).
+    Channel counts are kept, so the block sees its own shapes."""
 
     def __init__(self, block: nn.Module, input_channels: Sequence[int], output_channels: Sequence[int],
                  model_input: bool, model_output: bool):
         super().__init__()
         self.block = block
         self.n_outputs = len(output_channels)
-        self.ctx_in = nn.ModuleList([] if model_input else [nn.Conv2d(c, c, 1) for c in input_channels])
+        self.ctx_in = nn.ModuleList([] if model_input else
+                                    [_input_neighbour(c, i == 0) for i, c in enumerate(input_channels)])
         self.ctx_out = nn.ModuleList([] if model_output else [nn.Conv2d(c, c, 1) for c in output_channels])
 
     def forward(self, *xs):

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from lut.blocks import BlockSpec
-from lut.context import attribute, in_context
+from lut.context import NEIGHBOURS, attribute, in_context
 from lut.reference import REFERENCE_NAME, call_model, io_model, reference_model
 
 NODE_PROFILE_RUNS = 20
@@ -96,6 +96,7 @@ def latency_model_kind(profiler, flushed: bool = False, between: bool = False, r
         kind["call"] = "none"  # the backend's samples hold no per-call overhead: nothing is subtracted
     if profiled:
         kind["io"] = "sized"  # a context run's I/O is measured by size and charged only where a model pays it (IOCost)
+        kind["neighbours"] = NEIGHBOURS  # how a context graph produces a block's inputs (lut.context)
     # a backend that changed how it reads its profiler says so (absent: as when v3 began)
     revision = getattr(getattr(profiler, "inner", profiler), "node_profile_revision", None)
     if profiled and revision:
@@ -268,7 +269,8 @@ class BlockMeter:
         cache_dir.mkdir(parents=True, exist_ok=True)
         jobs = {}
         for b in blocks:
-            folder = cache_dir / hashlib.sha1(b.key.encode()).hexdigest()[:20]
+            # the context scheme is in the name: a resumed build never reuses another scheme's context graph
+            folder = cache_dir / hashlib.sha1(f"{b.key}|{NEIGHBOURS}".encode()).hexdigest()[:20]
             jobs[b.key] = (b, folder)
         missing = [(self.profiler, b, f, self.node_profiles) for b, f in jobs.values() if not f.is_dir()]
         workers = workers or default_workers()

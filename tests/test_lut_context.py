@@ -92,6 +92,45 @@ def test_block_without_nchwc_entry_keeps_the_conversion_the_model_pays(tmp_path)
     assert "ReduceMean" in ops
 
 
+class _Sum3(nn.Module):  # a fusion: the mean of three inputs, then a convolution
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, a, b, c):
+        return self.conv((a + b + c) * (1.0 / 3))
+
+
+class _Fused3(nn.Module):  # _Sum3 inside a model: its inputs are a same-level conv, an upsampled and a pooled branch
+    def __init__(self):
+        super().__init__()
+        self.same, self.up, self.down = (nn.Conv2d(16, 16, 1) for _ in range(3))
+        self.block = _Sum3()
+
+    def forward(self, x):
+        import torch.nn.functional as F
+
+        small, big = F.max_pool2d(x, 2), F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        up = F.interpolate(self.up(small), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.block(self.same(x), up, F.max_pool2d(self.down(big), 2))
+
+
+def test_a_fusion_is_charged_the_input_sums_its_model_runs(tmp_path):
+    """ORT folds an Add into the convolution that produces one of its operands. Inside a model only a
+    fusion's same-level branch ends in a convolution (the others in Resize / MaxPool), so one of the
+    two input sums folds and one runs; a context of bare convolutions on every input folded both."""
+    spec = BlockSpec("test sum3", "test", ((1, 16, 16, 16),) * 3, lambda: _Sum3().eval())
+    prof = _ort()
+    module, inputs = in_context(spec)
+    profile = prof.node_profile(prof.export(module, inputs, tmp_path / "ctx.onnx"), list(spec.input_shapes), runs=5)
+    a = attribute(profile, True, True, n_inputs=3)
+    model = _Fused3().eval()
+    whole = prof.node_profile(prof.export(model, (torch.randn(1, 16, 16, 16),), tmp_path / "whole.onnx"), [(1, 16, 16, 16)], runs=5)
+    model_adds = [n.op_type for n in whole.nodes].count("Add")
+    assert model_adds == 1, [n.op_type for n in whole.nodes]
+    assert a.block_ops.count("Add") == model_adds, a
+
+
 def test_interleaved_ratio_tracks_work_and_cancels_a_slowdown():
     def work(n):
         x = torch.randn(64, 64)
