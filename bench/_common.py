@@ -36,13 +36,14 @@ def write_result(out: str | Path, result: dict) -> Path:
     return out
 
 
-def build_and_model_profilers(backend: str = "onnxruntime-cpu", threads: int = 1):
-    """(blocks' profiler, whole models' profiler) of ``backend`` with the build's protocol: the first makes
-    artifacts as ``hwnas lut build`` does (TorchScript ONNX where the backend has a choice), the second
-    as ``hwnas export`` does (dynamo); both measure alike."""
+def build_and_model_profilers(backend: str = "onnxruntime-cpu", threads: int = 1, **protocol):
+    """(blocks' profiler, whole models' profiler) of ``backend`` with the build's protocol (``protocol``:
+    fields to change in it): the first makes artifacts as ``hwnas lut build`` does (TorchScript ONNX where
+    the backend has a choice), the second as ``hwnas export`` does (dynamo); both measure alike."""
     import profilers
     from hwnas.cli.lut import BUILD_PROTOCOL
 
     block_prof = profilers.from_identity({"name": backend, "options": {}}, threads=threads, precision="fp32",
-                                         protocol=profilers.Protocol(**BUILD_PROTOCOL), artifacts={"exporter": "torchscript"})
+                                         protocol=profilers.Protocol(**dict(BUILD_PROTOCOL, **protocol)),
+                                         artifacts={"exporter": "torchscript"})
     return block_prof, block_prof.exporting_as({"exporter": "dynamo"})

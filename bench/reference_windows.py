@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=int, default=6, help="whole models (sampled archs)")
     ap.add_argument("--cycles", type=int, default=60)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--settle-ms", type=float, default=None, help="Protocol.settle_ms (default: the build's)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -57,7 +58,8 @@ def main(argv=None) -> int:
     from lut.measure import BlockMeter
 
     torch.set_num_threads(args.threads)
-    block_prof, model_prof = build_and_model_profilers(args.backend, args.threads)
+    settle = {} if args.settle_ms is None else {"settle_ms": args.settle_ms}
+    block_prof, model_prof = build_and_model_profilers(args.backend, args.threads, **settle)
     space = create(args.space)
     res = [args.resolution]
     rng = random.Random(args.seed)
@@ -113,6 +115,8 @@ def main(argv=None) -> int:
     refs = {k: float(np.median([r["ref_ms"] for r in rows if r["kind"] == k])) for k in KINDS}
     out["reference_median_ms"] = refs
     name = f"reference_windows_{args.backend}{args.threads}_{args.space}_{args.resolution}"
+    if args.settle_ms is not None:
+        name += f"_settle{args.settle_ms:g}"
     path = Path(__file__).resolve().parent / "results" / f"{name}.json"
     write_result(path, out)
     lines = [f"# The drift reference in build windows vs validation windows: {args.space} at {args.resolution} px, "

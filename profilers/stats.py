@@ -174,7 +174,7 @@ def time_callable(run: Callable[[], object], protocol: Protocol, clock: Callable
 # runs recorded per turn in an interleaved window is INTERLEAVE_BATCH - 1: a turn's first run after a
 # switch is not recorded, nor further ones up to Protocol.settle_ms (see time_interleaved)
 INTERLEAVE_BATCH = 3
-SETTLE_MAX_RUNS = 4
+SETTLE_MAX_RUNS = 64  # bounds a turn of a sub-0.03 ms callable (64 runs: under 2 ms)
 SETTLE_WARMUP_BOUND = 10  # x settle_ms: a first run after a switch this slow is not re-run in the warm-up
 
 
@@ -192,7 +192,8 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
     ~5 % slower beside whole models than beside single blocks), while the recorded runs see the
     warm caches a back-to-back benchmark sees; a callable faster than ``protocol.settle_ms`` gets
     more untimed runs at a turn's start, enough to fill that time (at most ``SETTLE_MAX_RUNS``,
-    judged by its warm-up median), since one run does not settle it. Warm-up and the timed window
+    judged by its warm-up median), since one run does not settle it (a callable with a ``before`` gets
+    one untimed run only). Warm-up and the timed window
     follow ``protocol`` (each callable gets >= ``runs`` samples; the window lasts >= ``min_time_s``). Returns one
     :class:`Measurement` per name; re-measured (up to ``max_attempts``) while the first name's
     IQR/median is past ``unstable_iqr``. ``before[name]``, where given, runs before every run of
@@ -227,7 +228,10 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
                         warm_ms[n].append(ms)
                         break
             warm += 1
-        skips = {n: _turn_skip(skip, float(np.median(warm_ms[n])), protocol.settle_ms) for n in names}
+        # a callable with a ``before`` (a cache flush, a model run) starts every run cold on purpose:
+        # untimed runs cannot settle it, they would only repeat the flush
+        skips = {n: skip if (before or {}).get(n) else _turn_skip(skip, float(np.median(warm_ms[n])), protocol.settle_ms)
+                 for n in names}
         samples: dict[str, list[float]] = {n: [] for n in names}
         t_start = clock()
         while ((len(samples[names[0]]) < protocol.runs or clock() - t_start < protocol.min_time_s)
