@@ -50,7 +50,8 @@ class Protocol:
     # one still does: the 0.046 ms reference ran 0.146 / 0.051 / 0.047 / 0.0467 ms in its 1st-4th
     # runs after a 177 ms inas-sod model (0.0462 steady), so its median over runs 2-3 stood 4-5 %
     # higher beside whole models than beside blocks, and a table validated 4 % high against it
-    # (ExecuTorch XNNPACK, bench/results/lut_accuracy_sod-xnnpack1-v4.md). `hwnas lut build` uses 0.2.
+    # (ExecuTorch XNNPACK, bench/results/lut_accuracy_sod-xnnpack1-v4.md). On an Intel host the slow
+    # runs last ~1 ms (bench/reference_transient.py): `hwnas lut build` uses 2 (BUILD_PROTOCOL).
     settle_ms: float = 0.0
 
     def __post_init__(self):
