@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     flush_bytes = CacheFlush(space.model_bytes(res)).nbytes
     # where the runtime generates code per node, a table build runs the space's smallest model before
     # each context run instead (lut.measure.BlockMeter): profiled here too
-    code_per_node = bool(getattr(prof, "kernel_code_per_node", False))
+    code_per_node = bool(getattr(prof, "context_after_model_run", False))
     rows = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

@@ -88,7 +88,7 @@ def latency_model_kind(profiler, flushed: bool = False, between: bool = False, r
     of different kinds never mix."""
     interleaved = bool(getattr(profiler, "can_interleave", False))
     profiled = interleaved and bool(getattr(profiler, "has_node_profile", False))
-    runs_between = between and profiled and bool(getattr(profiler, "kernel_code_per_node", False))
+    runs_between = between and profiled and bool(getattr(profiler, "context_after_model_run", False))
     kind = {"version": 3, "reference": reference if interleaved else None,
             "context": "node-profile" if profiled else "call-overhead",
             "cache": ("model-run" if runs_between else "model-bytes-flush" if flushed and interleaved else "warm")}
@@ -147,7 +147,7 @@ class BlockMeter:
         """``model_bytes``: block key -> bytes a model holding that block touches per inference; its
         context runs then follow a cache flush of that size (``profilers.cache``). ``model_between``:
         block key -> a builder of ``(module, example inputs)`` of a whole model at the block's
-        resolution; where the profiler generates code per node (``Profiler.kernel_code_per_node``)
+        resolution; where the profiler asks for it (``Profiler.context_after_model_run``)
         the block's context runs follow an untimed run of that model instead of the flush: what
         a model's other blocks leave in the data and instruction caches and branch predictors.
         OpenVINO, inas-tiny at 64 px, two archs: their blocks' kernels in context summed to 192 /

@@ -76,12 +76,13 @@ class Profiler:
     name = "?"
     artifact_suffix = ".bin"
     runtime = "?"
-    # True where the runtime generates machine code per node (OpenVINO's CPU plugin: a oneDNN JIT
-    # kernel for each convolution): inside a whole model a hundred other kernels run between two
-    # runs of a block's code, so a block's context runs follow an untimed run of a whole model
-    # (``lut.measure``) rather than running back to back with their code and branch history hot.
-    # Runtimes that share precompiled kernels across nodes (MLAS, XNNPACK) leave it False.
-    kernel_code_per_node = False
+    # True where a block run back to back keeps hot what inside a whole model a hundred other nodes
+    # evict between two runs of it, so its context runs follow an untimed run of a whole model
+    # (``lut.measure``; where that model fits the last-level cache and is cheap to run). OpenVINO's
+    # CPU plugin JIT-compiles each convolution's kernel (code and branch history per node); XNNPACK
+    # keeps per-operator state and packed weights that a 1.2 MB inas-tiny model pushes out of L2.
+    # ONNX Runtime's MLAS kernels, shared across nodes, leave it False.
+    context_after_model_run = False
     # Whether a sample holds a per-call overhead that a whole model pays once and each isolated block
     # pays again (dispatch, binding inputs and outputs: what ``lut.reference.call_model`` measures);
     # a table then charges a block its time less one call. False where a sample holds none to take

@@ -35,7 +35,7 @@ class OpenVINOCPU(Profiler):
     # node times were medians of whole-microsecond counters before; tables record the change
     # (``lut.measure.latency_model_kind``) so that the two never mix
     node_profile_revision = "trimmed-mean"
-    kernel_code_per_node = True  # oneDNN JIT-compiles each convolution's kernel (``Profiler``)
+    context_after_model_run = True  # oneDNN JIT-compiles each convolution's kernel (``Profiler``)
     # how an artifact is made (``--exporter``): ``dynamo`` = what ``hwnas export`` deploys (the
     # PyTorch frontend), ``torchscript`` = a TorchScript ONNX export read by the ONNX frontend, the
     # same operations, a little faster: the blocks of a table (``deploy.openvino_export``)

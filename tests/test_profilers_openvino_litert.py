@@ -205,7 +205,7 @@ def test_openvino_conversion_starts_no_telemetry_process(tmp_path, monkeypatch):
     assert "CI" not in os.environ  # set for the conversion only
 
 
-def test_context_runs_follow_a_model_run_only_where_the_model_fits_in_the_cache(monkeypatch):
+def test_context_runs_follow_a_model_run_only_where_the_model_fits_in_the_cache_and_is_cheap(monkeypatch):
     """inas-tiny at 64 px fits this machine's L3: its blocks' context runs follow a whole-model run;
     with a last-level cache smaller than the model they follow the flush of the model's bytes."""
     import profilers.cache
@@ -219,6 +219,13 @@ def test_context_runs_follow_a_model_run_only_where_the_model_fits_in_the_cache(
     keys = {b.key for b in space.all_blocks([64])}
     assert set(between) == keys and set(flush) == keys and set(flush.values()) == {model}
     monkeypatch.setattr(profilers.cache, "last_level_cache_bytes", lambda: model // 2)
+    flush, between = _cold_context_plan(space, [64])
+    assert between == {} and set(flush) == keys
+    # nor where the model to run is too costly to run before every context run (hwnas.reference.MAX_MACS)
+    import hwnas.reference
+
+    monkeypatch.setattr(profilers.cache, "last_level_cache_bytes", lambda: 4 * model)
+    monkeypatch.setattr(hwnas.reference, "MAX_MACS", 1000)
     flush, between = _cold_context_plan(space, [64])
     assert between == {} and set(flush) == keys
 

@@ -182,18 +182,24 @@ def _cold_context_plan(space, res: list[int]) -> tuple[dict, dict]:
     ``model_between``.
 
     A block's context runs follow a cache flush where a typical model at its resolution outgrows the
-    last-level cache (``profilers.cache``); where it fits, on runtimes that generate code per node,
-    an untimed run of the space's smallest model at that resolution. Not where it outgrows the cache:
-    there the other blocks' data evicts the block's, which the flush reproduces, while ~150 untimed
-    model runs per block cost 4x the build (OpenVINO, inas-sod at 320 px, this 2-core VM: 9.8 s per
-    block against 2.5 s with the flush)."""
+    last-level cache (``profilers.cache``); where it fits, on runtimes that ask for it
+    (``Profiler.context_after_model_run``), an untimed run of the space's smallest model at that
+    resolution, if that model costs at most ``hwnas.reference.MAX_MACS`` (inas-tiny's: 1-4 MMAC;
+    inas-sod's at 320 px: hundreds). Not where it outgrows the cache: there the other blocks' data
+    evicts the block's, which the flush reproduces, while ~150 untimed model runs per block cost 4x
+    the build (OpenVINO, inas-sod at 320 px, this 2-core VM: 9.8 s per block against 2.5 s with the
+    flush); nor where it is costly: a large model in a large cache (inas-sod at 320 px on a 300 MiB
+    L3) would add hours, and there a block's own kernels, not the state between nodes, dominate."""
+    from hwnas.reference import MAX_MACS
+    from lut.footprint import model_macs
     from profilers.cache import last_level_cache_bytes
 
     at_res = {r: space.all_blocks([r]) for r in res}
     bytes_at = {r: space.model_bytes(r) for r in res}
     model_bytes = {b.key: bytes_at[r] for r, bs in at_res.items() for b in bs}
     between_at = {r: functools.partial(_whole_model, space, space.smallest(r)) for r in res
-                  if bytes_at[r] <= last_level_cache_bytes()}
+                  if bytes_at[r] <= last_level_cache_bytes()
+                  and model_macs(*_whole_model(space, space.smallest(r))) <= MAX_MACS}
     model_between = {b.key: between_at[r] for r, bs in at_res.items() if r in between_at for b in bs}
     return model_bytes, model_between
 
