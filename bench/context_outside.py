@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import build_and_model_profilers, write_result  # noqa: E402  (bench/ is on the path of a script run from it)
+from profilers.fingerprint import cpu_signature  # noqa: E402
 
 
 VARIANTS = ("build", "between-smallest", "between-own", "flush-<MB>")
@@ -46,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--archs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=73)
+    ap.add_argument("--tag", default="", help="appended to the result files' names (runs of other variants or hosts)")
     ap.add_argument("--variants", default="build", help=f"how context runs are preceded, comma-separated: {', '.join(VARIANTS)}")
     args = ap.parse_args(argv)
 
@@ -177,15 +179,16 @@ def main(argv=None) -> int:
                       f"{s['facing_io']:.3f}", flush=True)
     result = {"backend": args.backend, "space": args.space, "resolution": res, "seed": args.seed,
               "reference": reference, "call_ms": first.call_ms, "minutes": (time.time() - t0) / 60,
-              "host": {"cpus": os.cpu_count(), "load_before": load_before}, "archs": rows}
-    stem = f"context_outside_{args.space}_{res}_{args.backend}_s{args.seed}_a{args.archs}"
+              "host": {"cpus": os.cpu_count(), "cpu": cpu_signature(), "load_before": load_before}, "archs": rows}
+    stem = f"context_outside_{args.space}_{res}_{args.backend}_s{args.seed}_a{args.archs}{args.tag}"
     out = Path(__file__).resolve().parent / "results"
     write_result(out / f"{stem}.json", result)
     lines = [f"# Time outside the operators: whole model vs its blocks in context ({args.space} at {res} px, "
              f"{args.backend} 1 thread)", "",
              f"`python bench/context_outside.py --backend {args.backend} --space {args.space} --resolution {res} "
-             f"--archs {args.archs} --seed {args.seed} --variants {args.variants}`; reference `{reference}`; "
-             f"{result['minutes']:.1f} min, load {load_before:.2f} before. Every term in units of the reference timed "
+             f"--archs {args.archs} --seed {args.seed} --variants {args.variants}"
+             + (f" --tag {args.tag}" if args.tag else "") + f"`; reference `{reference}`; "
+             f"{result['minutes']:.1f} min on {cpu_signature()}, load {load_before:.2f} before. Every term in units of the reference timed "
              "in the same window; a variant is how the context runs were preceded (`build`: as `hwnas lut build` "
              "does for this backend).", "",
              "| arch | measured | variant | error | kernels (nodes) | outside | outside per node (context median) | "

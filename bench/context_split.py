@@ -10,7 +10,7 @@ against the whole model. A diagnostic for choosing the method: score the chosen 
 models with ``bench/lut_accuracy.py``, not here.
 
     python bench/context_split.py --backend executorch-xnnpack --space inas-tiny --resolution 64 --archs 3 --seed 5
-    → bench/results/context_split_<space>_<backend>.json
+    → bench/results/context_split_<space>_<backend>_s<seed>.json
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
               "model_bytes": model_bytes, "flush_bytes": flush, "host": {"cpus": os.cpu_count(),
                                                                           "load_average": os.getloadavg()},
               "archs": rows}
-    write_result(Path(__file__).resolve().parent / "results" / f"context_split_{args.space}_{args.backend}.json", result)
+    write_result(Path(__file__).resolve().parent / "results" / f"context_split_{args.space}_{args.backend}_s{args.seed}.json", result)
     return 0
 
 
