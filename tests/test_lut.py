@@ -282,10 +282,13 @@ def test_the_drift_reference_is_recorded_kept_when_extending_and_sized_by_the_ca
     from hwnas.space import create
 
     assert _reference_for(sod_space, [low, 320]) == REFERENCE_NAME
+    # multi-threaded tables there take the L3-sized one (bench/reference_ab.py --threads 2)
+    assert _reference_for(sod_space, [low, 320], threads=2) == LARGE_REFERENCE_NAME
     sod = space_model_reference(sod_space, low)
     assert model_macs(*build_reference(sod.split(":", 1)[1])) > 10 * MAX_MACS
     tiny = create("inas-tiny")
     assert _reference_for(tiny, [64, 96]) == space_model_reference(tiny, 64)  # 4.5 MMAC
+    assert _reference_for(tiny, [64, 96], threads=2) == space_model_reference(tiny, 64)
     monkeypatch.setattr("hwnas.reference.MAX_MACS", 100 * MAX_MACS)
     assert _reference_for(sod_space, [low, 320]) == sod
     monkeypatch.setattr("profilers.cache.last_level_cache_bytes", lambda: 1 << 40)
