@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     from hwnas.cli.lut import BUILD_PROTOCOL, _whole_model
     from hwnas.space import create
     from lut.measure import BlockMeter
+    from profilers.cache import flush_bytes
     from lut.validate import ModelCase, measure_cases
 
     t0 = time.perf_counter()
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     archs = [space.sample(rng, resolution=res) for _ in range(args.archs)]
     blocks = {b.key: b for a in archs for b in space.blocks(a)}
-    model_bytes = {k: space.model_bytes(res) for k in blocks}
+    model_bytes = {k: flush_bytes(space.model_bytes(res)) for k in blocks}  # as a build decides
     between = functools.partial(_whole_model, space, space.smallest(res))
     per_block: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="hwnas-context-io-") as d:

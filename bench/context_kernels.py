@@ -51,10 +51,10 @@ def main(argv=None) -> int:
     space = create(args.space)
     rng = random.Random(args.seed)
     res = args.resolution
-    from profilers.cache import CacheFlush
+    from profilers.cache import flush_bytes as build_flush_bytes
 
     # the flush a table build runs before each context run: a typical model's bytes (capped, profilers.cache)
-    flush_bytes = CacheFlush(space.model_bytes(res)).nbytes
+    flush_bytes = build_flush_bytes(space.model_bytes(res))
     # where the runtime generates code per node, a table build runs the space's smallest model before
     # each context run instead (lut.measure.BlockMeter): profiled here too
     code_per_node = bool(getattr(prof, "context_after_model_run", False))

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from hwnas.space import create
     from lut.context import InContext
     from lut.measure import BlockMeter
-    from profilers.cache import CacheFlush
+    from profilers.cache import flush_bytes
 
     space = create(args.space)
     prof = profilers.get(args.backend, threads=1, protocol=profilers.Protocol(**BUILD_PROTOCOL))
@@ -55,12 +55,12 @@ def main(argv=None) -> int:
             if b.kind == "mbconv" and " s1 " in b.key and len(b.input_shapes) == 1 and len(set(_channels(b.key))) == 1]
     pick = random.Random(args.seed).sample(same, min(args.blocks, len(same)))
     model_bytes = space.model_bytes(args.resolution)
-    flush = CacheFlush(model_bytes).nbytes
+    flush = flush_bytes(model_bytes)  # as a table build decides (profilers.cache)
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        meter = BlockMeter(prof, d, seed=args.seed, model_bytes={b.key: model_bytes for b in pick})
+        meter = BlockMeter(prof, d, seed=args.seed, model_bytes={b.key: flush for b in pick})
         meter.measure_io(pick)
         arts = meter.export_ahead(pick, d / "blocks", progress=False)
         for i, b in enumerate(pick):

@@ -96,18 +96,6 @@ def main(argv=None) -> int:
 
         meters = {v: meter_for(v) for v in variants if v != "between-own"}
 
-        def measure(variant, meter, block, arts):
-            """``meter.measure``; a forced flush ignores the rule that skips flushes below the last-level cache."""
-            if not variant.startswith("flush-"):
-                return meter.measure(block, arts)
-            import profilers.cache as cache
-
-            keep = cache.last_level_cache_bytes
-            cache.last_level_cache_bytes = lambda: meter.model_bytes[block.key] // 2 + 1
-            try:
-                return meter.measure(block, arts)
-            finally:
-                cache.last_level_cache_bytes = keep
         first = meters.get("build") or next(iter(meters.values()), None) or meter_for("build")
         ref = (first.ref_path, first.ref_shapes)
         sfx = block_prof.artifact_suffix
@@ -143,7 +131,7 @@ def main(argv=None) -> int:
             for b in blocks:
                 for v in order.sample(list(here), len(here)):  # variants in random order, block by block
                     meter = here[v]
-                    m, extra = measure(v, meter, b, arts[b.key])
+                    m, extra = meter.measure(b, arts[b.key])
                     ref_ms = extra["ref_ms"]
                     last = meter.last
                     a = last["attribution"]

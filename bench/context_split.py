@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--archs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--flush-bytes", type=int, default=None, help="default: the space's model bytes (flushed only "
-                                                                      "beyond the last-level cache)")
+                                                                      "where they do not stay cached)")
     args = ap.parse_args(argv)
 
     import torch
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     from hwnas.space import create
     from lut.context import attribute, in_context
     from lut.reference import call_model, reference_model
-    from profilers.cache import CacheFlush
+    from profilers.cache import flush_bytes
 
     protocol = profilers.Protocol(runs=100, min_time_s=0.2, max_attempts=2)  # hwnas lut build's
     artifacts = {"exporter": "torchscript"} if args.backend == "onnxruntime-cpu" else {}
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     space = create(args.space)
     res = args.resolution
     model_bytes = args.flush_bytes if args.flush_bytes is not None else space.model_bytes(res)
-    flush = CacheFlush(model_bytes).nbytes
+    flush = model_bytes if args.flush_bytes is not None else flush_bytes(model_bytes)
     rng = random.Random(args.seed)
     sfx = prof.artifact_suffix
     rows = []

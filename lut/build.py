@@ -36,6 +36,15 @@ def artifacts_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".artifacts")
 
 
+def recorded_metadata(out: str | Path) -> dict:
+    """The metadata of the table at ``out``, else of the journal of its unfinished build, else ``{}``
+    (read without the lock: for decisions a resumed build must repeat, e.g. ``cache_probe``)."""
+    out = Path(out)
+    if out.is_file():
+        return LatencyTable.read(out).metadata
+    return _journal(journal_path(out), None).peek_header() or {}
+
+
 def table_metadata(profiler, space: dict, resolutions: Sequence[int] | None = None, flushed: bool = False,
                    between: bool = False, reference: str = REFERENCE_NAME) -> dict:
     """The identity a table is stored with (see ``lut.table``)."""
@@ -130,7 +139,8 @@ def _row(block: BlockSpec, m) -> dict:
 def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *, resolutions=None, seed: int = 0,
           progress: bool = True, limit: int | None = None, on_row: Callable[[dict], None] | None = None,
           model_bytes: Mapping[str, int] | None = None,
-          model_between: Mapping[str, Callable[[], tuple]] | None = None, reference: str = REFERENCE_NAME) -> LatencyTable:
+          model_between: Mapping[str, Callable[[], tuple]] | None = None, reference: str = REFERENCE_NAME,
+          cache_probe: dict | None = None) -> LatencyTable:
     """See :func:`_build`. One build at a time per ``out``: the journal's lock is taken before the
     table is read (a second build is refused naming the first one's pid) and held until the table
     is written and the journal removed."""
@@ -140,7 +150,7 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
     try:
         return _build(blocks, profiler, out, space, journal, resolutions=resolutions, seed=seed, progress=progress,
                       limit=limit, on_row=on_row, model_bytes=model_bytes, model_between=model_between,
-                      reference=reference)
+                      reference=reference, cache_probe=cache_probe)
     finally:
         journal.close()
 
@@ -148,7 +158,8 @@ def build(blocks: Sequence[BlockSpec], profiler, out: str | Path, space: dict, *
 def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journal: Journal, *, resolutions=None,
            seed: int = 0, progress: bool = True, limit: int | None = None,
            on_row: Callable[[dict], None] | None = None, model_bytes: Mapping[str, int] | None = None,
-           model_between: Mapping[str, Callable[[], tuple]] | None = None, reference: str = REFERENCE_NAME) -> LatencyTable:
+           model_between: Mapping[str, Callable[[], tuple]] | None = None, reference: str = REFERENCE_NAME,
+           cache_probe: dict | None = None) -> LatencyTable:
     """Measure each distinct key of ``blocks`` with ``profiler`` into the table at ``out``.
 
     ``space`` is ``{"name": ..., "hash": ...}``. With ``profiler.protocol.rounds`` = R > 1 the
@@ -159,7 +170,8 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
     resolution): on runtimes that generate code per node, an untimed run of that model instead
     (``lut.measure.BlockMeter``). ``limit`` stops after that many new measurements (the journal
     stays, a rerun continues). ``reference``: the drift reference (``lut.reference``); a table or
-    journal already at ``out`` keeps the one its rows were measured against. Returns the table
+    journal already at ``out`` keeps the one its rows were measured against. ``cache_probe``: what
+    decided the flushes (``profilers.cache.probe_cache``), recorded in the metadata. Returns the table
     (compacted only when complete; otherwise the rows finished so far, unwritten).
     """
     out = Path(out)
@@ -217,7 +229,7 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
 
         with tempfile.TemporaryDirectory(prefix="hwnas-lut-") as tmp:
             meter = BlockMeter(profiler, Path(tmp), seed=seed, model_bytes=model_bytes, model_between=model_between,
-                               reference=reference)
+                               reference=reference, cache_probe=cache_probe)
             # a resumed or extended build keeps the call overhead its first rows were measured with
             prior = (header or {}).get("latency_model") or meta.get("latency_model")
             if prior:

@@ -143,9 +143,10 @@ class BlockMeter:
     """Measures blocks for one table build: holds the reference, the call overhead and a work folder."""
 
     def __init__(self, profiler, workdir: Path, seed: int = 0, model_bytes: Mapping[str, int] | None = None,
-                 model_between: Mapping[str, Callable[[], tuple]] | None = None, reference: str = REFERENCE_NAME):
-        """``model_bytes``: block key -> bytes a model holding that block touches per inference; its
-        context runs then follow a cache flush of that size (``profilers.cache``). ``model_between``:
+                 model_between: Mapping[str, Callable[[], tuple]] | None = None, reference: str = REFERENCE_NAME,
+                 cache_probe: dict | None = None):
+        """``model_bytes``: block key -> bytes of the cache flush before that block's context runs
+        (``profilers.cache.flush_bytes`` of what a model holding it touches per inference; 0: none). ``model_between``:
         block key -> a builder of ``(module, example inputs)`` of a whole model at the block's
         resolution; where the profiler asks for it (``Profiler.context_after_model_run``)
         the block's context runs follow an untimed run of that model instead of the flush: what
@@ -153,8 +154,9 @@ class BlockMeter:
         OpenVINO, inas-tiny at 64 px, two archs: their blocks' kernels in context summed to 192 /
         207 us warm and 207 / 242 us after each run of another architecture, against 210 / 253 us
         inside the whole models (``PERF_COUNT``, one process). ``reference``: the drift reference's
-        name (``lut.reference``)."""
+        name (``lut.reference``). ``cache_probe``: what decided the flushes, recorded by :meth:`describe`."""
         self.profiler = profiler
+        self.cache_probe = dict(cache_probe) if cache_probe else None
         self.reference = reference
         self.workdir = Path(workdir)
         self.seed = seed
@@ -187,6 +189,8 @@ class BlockMeter:
         d = dict(latency_model_kind(self.profiler, bool(self.model_bytes), bool(self.model_between), self.reference),
                  call_ms=self.call_ms,
                  call_ref_ms=None if math.isnan(self.call_ref_ms) else self.call_ref_ms)
+        if self.cache_probe:
+            d["cache_probe"] = self.cache_probe
         if self._io:
             d["io_cost"] = {str(flush): c.to_dict() for flush, c in sorted(self._io.items())}
         return d
@@ -197,6 +201,8 @@ class BlockMeter:
             self.call_ms = float(described["call_ms"])
             ref = described.get("call_ref_ms")
             self.call_ref_ms = float(ref) if ref is not None else math.nan
+        if described.get("cache_probe") and not self.cache_probe:
+            self.cache_probe = dict(described["cache_probe"])
         for flush, c in (described.get("io_cost") or {}).items():
             self._io[int(flush)] = IOCost.from_dict(c)
 

@@ -8,49 +8,165 @@ same ONNX Runtime kernels took 32.0 ms inside the whole model and 26.1 ms summed
 caches before each run of its blocks in context, the sum was within -3.4 % / +7.5 % of the whole
 model's (two archs).
 
-:class:`CacheFlush` touches (reads and writes) a model's distinct bytes (``lut.footprint``) before
-each run, where they exceed the last-level cache of the machine it runs on; capped at twice that
-cache (beyond, a flush only costs time). A model that fits in the last-level cache keeps its
-blocks' data there between inferences, and there a flush would only add misses the model does not
-pay: inas-tiny at 64 px (1.2 MB distinct, 3.2 MB summed over its blocks), a table whose context runs
-followed a 3.2 MB flush predicted fresh models 14 % high
-(``bench/results/lut_accuracy_tiny-ort1-v3-flushall.md``), one timed warm 1.3 % (``...-v3.md``).
+Whether a model's data stays in the cache between inferences is **measured** here
+(:func:`probe_cache`), not read from the cache's size: on an Intel host (family 6 model 167, a
+2-core VM) sysfs reports a 480 MiB L3, but a buffer passed over and over ran at memory speed from
+64 MiB up (its share of a cache shared with other tenants); an inas-sod model at 320 px touches
+85 MB, and a table whose context runs were left warm because 85 MB < 480 MiB predicted fresh models
+15.4 % low, the blocks of one arch summing 16.8 % under the whole model, 5.8 % under it after a
+forced flush (``bench/context_outside.py --variants build,flush-180``).
+
+:func:`flush_bytes` is the rule: a model that stays cached keeps its blocks' data there between
+inferences, and there a flush would only add misses the model does not pay (inas-tiny at 64 px,
+1.2 MB distinct, 3.2 MB summed over its blocks: a table whose context runs followed a 3.2 MB flush
+predicted fresh models 14 % high, ``bench/results/lut_accuracy_tiny-ort1-v3-flushall.md``, one
+timed warm 1.3 %, ``...-v3.md``); a model that does not is flushed by its distinct bytes
+(``lut.footprint``), capped at twice the last-level cache (beyond, a flush only costs time).
+:class:`CacheFlush` touches what it is given.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 _FALLBACK_LLC_BYTES = 64 << 20  # when sysfs does not say (not Linux): larger than most CPUs' L3
+_FALLBACK_PRIVATE_BYTES = 1 << 20  # a core's own cache when sysfs does not say
+CACHE_BYTES_ENV = "HWNAS_CACHE_BYTES"  # overrides the probe: bytes a model's data keeps cached here
 
 
-def last_level_cache_bytes() -> int:
-    """The largest data/unified cache of cpu0 per Linux sysfs (``index*/size``), else 64 MiB."""
-    best = 0
+def _sysfs_caches() -> list[tuple[int, int]]:
+    """(level, bytes) of cpu0's data/unified caches per Linux sysfs; empty where it does not say."""
+    out = []
     for d in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
         try:
             if (d / "type").read_text().strip() == "Instruction":
                 continue
+            level = int((d / "level").read_text().strip())
             text = (d / "size").read_text().strip().upper()
-        except OSError:
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+            out.append((level, int(text.rstrip("KMG")) * scale))
+        except (OSError, ValueError):
             continue
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return out
+
+
+def last_level_cache_bytes() -> int:
+    """The largest data/unified cache of cpu0 per Linux sysfs (``index*/size``), else 64 MiB: the
+    most that can stay cached (a VM's share of it may be far less: :func:`retained_cache_bytes`)."""
+    return max((b for _, b in _sysfs_caches()), default=0) or _FALLBACK_LLC_BYTES
+
+
+def private_cache_bytes() -> int:
+    """The largest cache below the last level per sysfs (a core's L2), else 1 MiB."""
+    caches = _sysfs_caches()
+    top = max((lvl for lvl, _ in caches), default=0)
+    return max((b for lvl, b in caches if lvl < top), default=0) or _FALLBACK_PRIVATE_BYTES
+
+
+@dataclass(frozen=True)
+class CacheProbe:
+    """What :func:`probe_cache` measured: ``retained_bytes``, the largest working set that a pass
+    over it, repeated, finds in the cache; the per-byte time of a pass just beyond the core's own
+    cache (``cache_ns_per_byte``) and over twice the last-level cache (``memory_ns_per_byte``);
+    the ladder of sizes tried and their per-byte times."""
+
+    retained_bytes: int
+    cache_ns_per_byte: float
+    memory_ns_per_byte: float
+    sizes: tuple[int, ...]
+    ns_per_byte: tuple[float, ...]
+    sysfs_llc_bytes: int
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def _pass_ns_per_byte(buf: np.ndarray, passes: int) -> float:
+    """Fastest of ``passes`` read+write passes over ``buf`` (after one untimed), in ns per byte."""
+    np.add(buf, 1.0, out=buf)
+    best = math.inf
+    for _ in range(passes):
+        t = time.perf_counter()
+        np.add(buf, 1.0, out=buf)  # read + write: dirty lines, as a model's activations leave
+        best = min(best, time.perf_counter() - t)
+    return best * 1e9 / buf.nbytes
+
+
+def probe_cache(passes: int = 5) -> CacheProbe:
+    """Measure how large a working set stays in this machine's caches between passes over it.
+
+    A buffer is passed over repeatedly at sizes from twice the core's own cache upward (steps of
+    sqrt(2), up to twice the last-level cache); a size counts as cached while its pass costs at most
+    the midpoint between the first size's per-byte time and that of a buffer of twice the last-level
+    cache (memory); the ladder stops at the first size that does not. Rule fixed before it was
+    scored on any table. About 1-2 s; allocates up to twice the last-level cache (capped at 2 GiB)."""
+    llc = last_level_cache_bytes()
+    memory_bytes = min(max(2 * llc, 64 << 20), 2 << 30)
+    memory = np.zeros(memory_bytes // 4, dtype=np.float32)
+    memory_ns = _pass_ns_per_byte(memory, max(2, passes // 2))
+    del memory
+    start = min(2 * private_cache_bytes(), max(llc // 2, 1 << 16))
+    sizes, times = [], []
+    size = float(start)
+    while size <= min(2 * llc, memory_bytes):
+        n = int(size) // 4096 * 4096
+        sizes.append(n)
+        times.append(_pass_ns_per_byte(np.zeros(n // 4, dtype=np.float32), passes))
+        if times[-1] > (times[0] + memory_ns) / 2:
+            break
+        size *= math.sqrt(2)
+    cutoff = (times[0] + memory_ns) / 2
+    passed = [s for s, t in zip(sizes, times) if t <= cutoff]  # all but a last one that stopped the ladder
+    retained = passed[-1] if passed and times[0] < 0.9 * memory_ns else private_cache_bytes()
+    # (where nothing beyond the core's own cache is measurably faster than memory, only that cache counts)
+    return CacheProbe(int(retained), float(times[0]), float(memory_ns), tuple(sizes), tuple(float(t) for t in times),
+                      int(llc))
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_once() -> CacheProbe:
+    return probe_cache()
+
+
+def retained_cache_bytes() -> int:
+    """Bytes of a model's data that stay cached between its inferences on this machine: the
+    ``HWNAS_CACHE_BYTES`` environment variable where set (where the probe is known to be wrong, or
+    to reproduce a table's decision), else :func:`probe_cache`'s, measured once per process."""
+    raw = os.environ.get(CACHE_BYTES_ENV)
+    if raw is not None:
         try:
-            best = max(best, int(text.rstrip("KMG")) * scale)
+            value = int(raw)
         except ValueError:
-            continue
-    return best or _FALLBACK_LLC_BYTES
+            value = -1
+        if value < 0:
+            raise ValueError(f"{CACHE_BYTES_ENV}={raw!r}: expected a non-negative integer number of bytes")
+        return value
+    return _probe_once().retained_bytes
+
+
+def flush_bytes(model_bytes: int, retained: int | None = None) -> int:
+    """Bytes to touch before a block's context runs so that its data is where a model touching
+    ``model_bytes`` per inference leaves it: none where that model stays cached (``retained``, default
+    :func:`retained_cache_bytes`), else ``model_bytes`` capped at twice the last-level cache."""
+    if model_bytes <= 0:
+        return 0
+    retained = retained_cache_bytes() if retained is None else retained
+    return 0 if model_bytes <= retained else int(min(model_bytes, 2 * last_level_cache_bytes()))
 
 
 class CacheFlush:
-    """A callable that touches ``nbytes`` of its own memory, capped at 2x the last-level cache, or
-    nothing when ``nbytes`` fits in that cache (a model that small runs from it)."""
+    """A callable that touches ``nbytes`` of its own memory (capped at twice the last-level cache;
+    none for ``nbytes`` <= 0). Whether to flush at all is :func:`flush_bytes`' decision."""
 
     def __init__(self, nbytes: int):
-        llc = last_level_cache_bytes()
-        self.nbytes = int(min(nbytes, 2 * llc)) if nbytes > llc else 0
+        self.nbytes = int(min(max(nbytes, 0), 2 * last_level_cache_bytes()))
         self._buf = np.zeros(self.nbytes // 4, dtype=np.float32) if self.nbytes >= 4 else None
 
     def __call__(self) -> None:

@@ -269,10 +269,10 @@ def test_the_drift_reference_is_recorded_kept_when_extending_and_sized_by_the_ca
     assert t2.reference_name == LARGE_REFERENCE_NAME and len(t2) == len(blocks)
     with pytest.raises(LUTError, match="reference 'nope' unknown; allowed: ref-conv16-32px-v1, ref-conv16-256px-v1"):
         reference_model("nope")
-    # the rule: the L3-sized reference where a model at every resolution outgrows the last-level cache
+    # the rule: the L3-sized reference where a model at every resolution does not stay cached
     low = min(sod_space.resolutions)
     llc = (sod_space.model_bytes(low) + sod_space.model_bytes(320)) // 2
-    monkeypatch.setattr("profilers.cache.last_level_cache_bytes", lambda: llc)
+    monkeypatch.setattr("profilers.cache.retained_cache_bytes", lambda: llc)
     assert _reference_for(sod_space, [320]) == LARGE_REFERENCE_NAME
     # otherwise a model of the space itself at the smallest resolution (hwnas.reference) where it is
     # cheap to time in every window; the small stack where it is not (inas-sod at 320 px: 1.8 GMAC)
@@ -291,8 +291,30 @@ def test_the_drift_reference_is_recorded_kept_when_extending_and_sized_by_the_ca
     assert _reference_for(tiny, [64, 96], threads=2) == space_model_reference(tiny, 64)
     monkeypatch.setattr("hwnas.reference.MAX_MACS", 100 * MAX_MACS)
     assert _reference_for(sod_space, [low, 320]) == sod
-    monkeypatch.setattr("profilers.cache.last_level_cache_bytes", lambda: 1 << 40)
+    monkeypatch.setattr("profilers.cache.retained_cache_bytes", lambda: 1 << 40)
     assert _reference_for(sod_space, [320]) == space_model_reference(sod_space, 320)
+
+
+def test_a_resumed_or_extended_build_repeats_the_cache_decision_its_rows_were_measured_under(tmp_path, monkeypatch):
+    """What stays cached is measured at the start of a build (``profilers.cache.probe_cache``); a
+    build resumed from its journal, or extending its table, takes the recorded value, not a new
+    measurement that might decide otherwise and mix flushed with warm rows."""
+    from hwnas.cli.lut import _cache_probe
+
+    import profilers.cache
+
+    blocks = synthetic_blocks()
+    out = tmp_path / "t.parquet"
+    recorded = {"retained_bytes": 12345, "source": "measured"}
+    build(blocks[:2], ort(), out, SPACE, resolutions=[16], progress=False, limit=1, cache_probe=recorded)
+    assert not out.exists()  # unfinished: the journal holds the decision
+    monkeypatch.setattr(profilers.cache, "probe_cache", lambda *a, **k: pytest.fail("measured again"))
+    assert _cache_probe(str(out)) == (recorded, f"as recorded by the build of {out}")
+    t = build(blocks[:2], ort(), out, SPACE, resolutions=[16], progress=False, cache_probe=recorded)
+    assert t.metadata["latency_model"]["cache_probe"] == recorded and out.exists()
+    assert _cache_probe(str(out))[0] == recorded
+    monkeypatch.setenv(profilers.cache.CACHE_BYTES_ENV, "777")  # a fresh table: the override, then the probe
+    assert _cache_probe(str(tmp_path / "new.parquet"))[0]["retained_bytes"] == 777
 
 
 def test_a_model_of_the_space_is_a_reference_any_process_rebuilds(tmp_path):

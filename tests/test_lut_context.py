@@ -303,7 +303,7 @@ def test_xnnpack_context_drops_the_delegate_edge_transposes(tmp_path):
 
 
 def test_a_flush_runs_untimed_before_every_run_of_its_callable():
-    from profilers.cache import CacheFlush, last_level_cache_bytes
+    from profilers.cache import CacheFlush, flush_bytes, last_level_cache_bytes
     from profilers.stats import time_interleaved
 
     calls = {"fast": 0, "flush": 0}
@@ -322,10 +322,31 @@ def test_a_flush_runs_untimed_before_every_run_of_its_callable():
     assert got["fast"].median_ms < 1.0
     llc = last_level_cache_bytes()
     assert CacheFlush(1 << 40).nbytes == 2 * llc  # capped: beyond that a flush only costs time
-    assert CacheFlush(llc + 4096).nbytes == llc + 4096
-    # a model that fits in the last-level cache runs from it: no flush
-    assert CacheFlush(llc).nbytes == 0 and CacheFlush(0).nbytes == 0 and CacheFlush(-5).nbytes == 0
+    assert CacheFlush(llc + 4096).nbytes == llc + 4096 and CacheFlush(4096).nbytes == 4096
+    assert CacheFlush(0).nbytes == 0 and CacheFlush(-5).nbytes == 0
     CacheFlush(llc + 4096)()  # touches its buffer
+    # the rule: a model whose data stays cached between inferences runs from the cache: no flush;
+    # one whose data does not is flushed by its bytes, whatever the cache's size says
+    retained = 8 << 20
+    assert flush_bytes(retained, retained) == 0 and flush_bytes(0, retained) == 0
+    assert flush_bytes(retained + 4096, retained) == retained + 4096
+    assert flush_bytes(1 << 40, retained) == 2 * llc
+
+
+def test_the_cache_probe_measures_what_stays_cached_and_can_be_overridden(monkeypatch):
+    """On this machine a working set of twice the core's own cache stays cached and one of twice
+    the last-level cache does not (the probe's own bounds); HWNAS_CACHE_BYTES overrides it."""
+    import profilers.cache as cache
+
+    probe = cache.probe_cache(passes=3)
+    assert cache.private_cache_bytes() <= probe.retained_bytes <= 2 * cache.last_level_cache_bytes()
+    assert probe.cache_ns_per_byte < probe.memory_ns_per_byte
+    assert probe.to_dict()["retained_bytes"] == probe.retained_bytes and len(probe.sizes) == len(probe.ns_per_byte)
+    monkeypatch.setenv(cache.CACHE_BYTES_ENV, "12345")
+    assert cache.retained_cache_bytes() == 12345 and cache.flush_bytes(20000) == 20000 and cache.flush_bytes(12345) == 0
+    monkeypatch.setenv(cache.CACHE_BYTES_ENV, "lots")
+    with pytest.raises(ValueError, match="HWNAS_CACHE_BYTES='lots': expected a non-negative integer"):
+        cache.retained_cache_bytes()
 
 
 def test_build_with_model_bytes_flushes_context_runs_and_never_mixes_with_a_warm_table(tmp_path, short_io_grid):

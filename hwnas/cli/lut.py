@@ -176,37 +176,41 @@ def _whole_model(space, arch) -> tuple:
 
 
 # ------------------------------------------------------------------------------ commands
-def _cold_context_plan(space, res: list[int]) -> tuple[dict, dict]:
+def _cold_context_plan(space, res: list[int], retained: int | None = None) -> tuple[dict, dict]:
     """(block key -> bytes of the cache flush before its context runs, block key -> builder of the
     whole model run before them instead): ``lut.measure.BlockMeter``'s ``model_bytes`` and
-    ``model_between``.
+    ``model_between``. ``retained``: bytes that stay cached between a model's inferences here
+    (default: measured, ``profilers.cache.retained_cache_bytes``).
 
-    A block's context runs follow a cache flush where a typical model at its resolution outgrows the
-    last-level cache (``profilers.cache``); where it fits, on runtimes that ask for it
-    (``Profiler.context_after_model_run``), an untimed run of the space's smallest model at that
-    resolution, if that model costs at most ``hwnas.reference.MAX_MACS`` (inas-tiny's: 1-4 MMAC;
-    inas-sod's at 320 px: hundreds). Not where it outgrows the cache: there the other blocks' data
-    evicts the block's, which the flush reproduces, while ~150 untimed model runs per block cost 4x
-    the build (OpenVINO, inas-sod at 320 px, this 2-core VM: 9.8 s per block against 2.5 s with the
-    flush); nor where it is costly: a large model in a large cache (inas-sod at 320 px on a 300 MiB
-    L3) would add hours, and there a block's own kernels, not the state between nodes, dominate."""
+    A block's context runs follow a flush of a typical model's bytes at its resolution where that
+    model does not stay cached (``profilers.cache.flush_bytes``); where it does, none, and on
+    runtimes that ask for it (``Profiler.context_after_model_run``) an untimed run of the space's
+    smallest model at that resolution, if that model costs at most ``hwnas.reference.MAX_MACS``
+    (inas-tiny's: 1-4 MMAC; inas-sod's at 320 px: hundreds). Not where it outgrows the cache: there
+    the other blocks' data evicts the block's, which the flush reproduces, while ~150 untimed model
+    runs per block cost 4x the build (OpenVINO, inas-sod at 320 px, this 2-core VM: 9.8 s per block
+    against 2.5 s with the flush); nor where it is costly: a large model in a large cache (inas-sod at
+    320 px on a 300 MiB L3) would add hours, and there a block's own kernels, not the state between
+    nodes, dominate."""
     from hwnas.reference import MAX_MACS
     from lut.footprint import model_macs
-    from profilers.cache import last_level_cache_bytes
+    from profilers.cache import flush_bytes, retained_cache_bytes
 
+    retained = retained_cache_bytes() if retained is None else retained
     at_res = {r: space.all_blocks([r]) for r in res}
     bytes_at = {r: space.model_bytes(r) for r in res}
-    model_bytes = {b.key: bytes_at[r] for r, bs in at_res.items() for b in bs}
+    model_bytes = {b.key: flush_bytes(bytes_at[r], retained) for r, bs in at_res.items() for b in bs}
     between_at = {r: functools.partial(_whole_model, space, space.smallest(r)) for r in res
-                  if bytes_at[r] <= last_level_cache_bytes()
+                  if bytes_at[r] <= retained
                   and model_macs(*_whole_model(space, space.smallest(r))) <= MAX_MACS}
     model_between = {b.key: between_at[r] for r, bs in at_res.items() if r in between_at for b in bs}
     return model_bytes, model_between
 
 
-def _reference_for(space, res: list[int], threads: int = 1) -> str:
+def _reference_for(space, res: list[int], threads: int = 1, retained: int | None = None) -> str:
     """The drift reference of a table at ``res``: the L3-sized one (``lut.reference``) where a typical
-    model at every resolution outgrows the last-level cache, as its context runs are flushed; a
+    model at every resolution does not stay cached (``retained``: bytes that do, default measured by
+    ``profilers.cache.retained_cache_bytes``), as its context runs are flushed; a
     whole model of the space itself at the smallest resolution where that model is cheap to time in
     every window (``hwnas.reference.affordable``): the small convolution stack tracked cache-resident
     sub-ms models only partly (their ratio to it moved 1.37x over 8 minutes on one host, to a model
@@ -218,14 +222,32 @@ def _reference_for(space, res: list[int], threads: int = 1) -> str:
     models' log-speed followed the small stack's with slope 0.21 / 0.29, the L3-sized one's 0.93 / 0.86."""
     from hwnas.reference import affordable, space_model_reference
     from lut.reference import LARGE_REFERENCE_NAME, REFERENCE_NAME
-    from profilers.cache import last_level_cache_bytes
+    from profilers.cache import retained_cache_bytes
 
-    if all(space.model_bytes(r) > last_level_cache_bytes() for r in res):
+    retained = retained_cache_bytes() if retained is None else retained
+    if all(space.model_bytes(r) > retained for r in res):
         return LARGE_REFERENCE_NAME
     ref = space_model_reference(space, min(res))
     if affordable(ref):
         return ref
     return LARGE_REFERENCE_NAME if threads > 1 else REFERENCE_NAME
+
+
+def _cache_probe(out: str) -> tuple[dict, str]:
+    """How much stays cached between a model's inferences: as recorded by the build of ``out`` being
+    resumed or extended (its rows were measured under that decision), else as the
+    ``HWNAS_CACHE_BYTES`` override says, else measured now (``profilers.cache.probe_cache``)."""
+    import os
+
+    from lut.build import recorded_metadata
+    from profilers.cache import CACHE_BYTES_ENV, probe_cache, retained_cache_bytes
+
+    recorded = (recorded_metadata(out).get("latency_model") or {}).get("cache_probe")
+    if recorded and recorded.get("retained_bytes") is not None:
+        return recorded, f"as recorded by the build of {out}"
+    if os.environ.get(CACHE_BYTES_ENV) is not None:
+        return {"retained_bytes": retained_cache_bytes(), "source": CACHE_BYTES_ENV}, f"from {CACHE_BYTES_ENV}"
+    return dict(probe_cache().to_dict(), source="measured"), "measured"
 
 
 def _build(args) -> int:
@@ -243,10 +265,16 @@ def _build(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before any work
     print(f"{space.name}@{space.hash}: {len(blocks)} distinct blocks at {res} on {args.backend}"
           f"{' via ' + args.host if args.host else ''}, {args.threads} thread(s)", file=sys.stderr)
-    model_bytes, model_between = _cold_context_plan(space, res)
+    probe, how = _cache_probe(args.out)
+    retained = int(probe["retained_bytes"])
+    model_bytes, model_between = _cold_context_plan(space, res, retained)
+    flushed = sorted({r for r in res if space.model_bytes(r) > retained})
+    print(f"cache: {retained / 2**20:.0f} MiB stays cached between passes here ({how}); "
+          + (f"context runs at {flushed} px follow a flush of the model's bytes" if flushed
+             else "models stay cached: context runs warm"), file=sys.stderr)
     table = build(blocks, prof, args.out, {"name": space.name, "hash": space.hash}, resolutions=res, seed=args.seed,
                   progress=not args.no_progress, limit=args.limit, model_bytes=model_bytes, model_between=model_between,
-                  reference=_reference_for(space, res, args.threads))
+                  reference=_reference_for(space, res, args.threads, retained), cache_probe=probe)
     if hasattr(prof, "close"):
         prof.close()
     complete = all(b.key in table for b in blocks)
