@@ -346,5 +346,9 @@ class LatencyTable:
                             else "no drift reference"))
         else:
             lines.append("latency    plain sum of isolated medians (table built before hwnas measured context costs)")
+        probe = (lm or {}).get("cache_probe") or {}
+        if probe.get("retained_bytes") is not None:  # what decided the flushes (profilers.cache.probe_cache)
+            lines.append(f"cache      {int(probe['retained_bytes']) / 2**20:.0f} MiB stayed cached between passes "
+                         f"({probe.get('source', 'measured')}) on the building machine")
         lines.append(f"calibration {cal if cal else 'none (predictions are uncalibrated)'}")
         return "\n".join(lines)

@@ -305,13 +305,14 @@ def test_a_resumed_or_extended_build_repeats_the_cache_decision_its_rows_were_me
 
     blocks = synthetic_blocks()
     out = tmp_path / "t.parquet"
-    recorded = {"retained_bytes": 12345, "source": "measured"}
+    recorded = {"retained_bytes": 48 << 20, "source": "measured"}
     build(blocks[:2], ort(), out, SPACE, resolutions=[16], progress=False, limit=1, cache_probe=recorded)
     assert not out.exists()  # unfinished: the journal holds the decision
     monkeypatch.setattr(profilers.cache, "probe_cache", lambda *a, **k: pytest.fail("measured again"))
     assert _cache_probe(str(out)) == (recorded, f"as recorded by the build of {out}")
     t = build(blocks[:2], ort(), out, SPACE, resolutions=[16], progress=False, cache_probe=recorded)
     assert t.metadata["latency_model"]["cache_probe"] == recorded and out.exists()
+    assert "48 MiB stayed cached between passes (measured)" in LatencyTable.read(out).summary()
     assert _cache_probe(str(out))[0] == recorded
     monkeypatch.setenv(profilers.cache.CACHE_BYTES_ENV, "777")  # a fresh table: the override, then the probe
     assert _cache_probe(str(tmp_path / "new.parquet"))[0]["retained_bytes"] == 777
