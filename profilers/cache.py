@@ -115,7 +115,7 @@ def probe_cache(passes: int = 5) -> CacheProbe:
     start = min(2 * private_cache_bytes(), max(llc // 2, 1 << 16))
     sizes, times = [], []
     size = float(start)
-    while size <= min(2 * llc, memory_bytes):
+    while not sizes or size <= min(2 * llc, memory_bytes):
         n = int(size) // 4096 * 4096
         sizes.append(n)
         times.append(_pass_ns_per_byte(np.zeros(n // 4, dtype=np.float32), passes))
