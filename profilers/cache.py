@@ -10,11 +10,13 @@ model's (two archs).
 
 Whether a model's data stays in the cache between inferences is **measured** here
 (:func:`probe_cache`), not read from the cache's size: on an Intel host (family 6 model 167, a
-2-core VM) sysfs reports a 480 MiB L3, but a buffer passed over and over ran at memory speed from
-64 MiB up (its share of a cache shared with other tenants); an inas-sod model at 320 px touches
-85 MB, and a table whose context runs were left warm because 85 MB < 480 MiB predicted fresh models
-15.4 % low, the blocks of one arch summing 16.8 % under the whole model, 5.8 % under it after a
-forced flush (``bench/context_outside.py --variants build,flush-180``).
+2-core VM) sysfs reports a 480 MiB L3, but a buffer passed over and over ran at or near memory
+speed from 64 MiB up (its share of a cache shared with other tenants); an inas-sod model at 320 px
+touches 85 MB, and a table whose context runs were left warm because 85 MB < 480 MiB predicted
+fresh models 15.4 % low, the blocks of one arch summing 16.8 % under the whole model, 5.8 % under it
+after a forced flush (``bench/context_outside.py --variants build,flush-180``); built with this
+probe's decision (45-64 MiB stays, so the flush), the table predicted 50 fresh models within
+2.05 % (MAPE; bias +1.0 %, ``bench/results/lut_accuracy_sod-ort1-s40.md``).
 
 :func:`flush_bytes` is the rule: a model that stays cached keeps its blocks' data there between
 inferences, and there a flush would only add misses the model does not pay (inas-tiny at 64 px,
