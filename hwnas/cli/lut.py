@@ -201,7 +201,7 @@ def _cold_context_plan(space, res: list[int], retained: int | None = None) -> tu
     bytes_at = {r: space.model_bytes(r) for r in res}
     model_bytes = {b.key: flush_bytes(bytes_at[r], retained) for r, bs in at_res.items() for b in bs}
     between_at = {r: functools.partial(_whole_model, space, space.smallest(r)) for r in res
-                  if bytes_at[r] <= retained
+                  if not flush_bytes(bytes_at[r], retained)
                   and model_macs(*_whole_model(space, space.smallest(r))) <= MAX_MACS}
     model_between = {b.key: between_at[r] for r, bs in at_res.items() if r in between_at for b in bs}
     return model_bytes, model_between
@@ -222,10 +222,9 @@ def _reference_for(space, res: list[int], threads: int = 1, retained: int | None
     models' log-speed followed the small stack's with slope 0.21 / 0.29, the L3-sized one's 0.93 / 0.86."""
     from hwnas.reference import affordable, space_model_reference
     from lut.reference import LARGE_REFERENCE_NAME, REFERENCE_NAME
-    from profilers.cache import retained_cache_bytes
+    from profilers.cache import flush_bytes
 
-    retained = retained_cache_bytes() if retained is None else retained
-    if all(space.model_bytes(r) > retained for r in res):
+    if all(flush_bytes(space.model_bytes(r), retained) for r in res):
         return LARGE_REFERENCE_NAME
     ref = space_model_reference(space, min(res))
     if affordable(ref):
@@ -253,6 +252,7 @@ def _cache_probe(out: str) -> tuple[dict, str]:
 def _build(args) -> int:
     from hwnas.space import create
     from lut.build import build
+    from profilers.cache import flush_bytes
 
     space = create(args.space)
     res = _resolutions(args.resolutions, space)
@@ -268,7 +268,7 @@ def _build(args) -> int:
     probe, how = _cache_probe(args.out)
     retained = int(probe["retained_bytes"])
     model_bytes, model_between = _cold_context_plan(space, res, retained)
-    flushed = sorted({r for r in res if space.model_bytes(r) > retained})
+    flushed = [r for r in res if flush_bytes(space.model_bytes(r), retained)]
     print(f"cache: {retained / 2**20:.0f} MiB stays cached between passes here ({how}); "
           + (f"context runs at {flushed} px follow a flush of the model's bytes" if flushed
              else "models stay cached: context runs warm"), file=sys.stderr)
