@@ -141,13 +141,15 @@ def main(argv=None) -> int:
     med_u = statistics.median(r["uncached_s"] for r in rows)
     ratio = statistics.median(r["cached_s"] / r["uncached_s"] for r in rows)
     result = {"space": space.name, "resolution": args.resolution, "blocks": len(rows), "seed": args.seed,
-              "machine": cpu_model(), "load_average_at_start": load_at_start, "torch_threads": 1, "median_uncached_s": med_u, "median_cached_s": med_c,
+              "machine": cpu_model(), "load_average_at_start": load_at_start, "torch_threads": 1,
+              "median_uncached_s": med_u, "median_cached_s": med_c,
               "median_ratio_cached_over_uncached": ratio, "rows": rows,
               "profiled_s_per_block": profiled_s, "stage_s_per_block": stages}
     stem = args.out or str(Path(__file__).parent / "results" / f"export_cost_{space.name}_{args.resolution}")
     write_result(stem + ".json", result)
     md = [f"# ExecuTorch export of a table's blocks, {space.name} at {args.resolution} px",
-          "", f"Machine: {cpu_model()} (load {load_at_start} at start), one torch thread, one process; {len(rows)} blocks (`--seed {args.seed}`), "
+          "", f"Machine: {cpu_model()} (load {load_at_start} at start), one torch thread, one process; "
+          f"{len(rows)} blocks (`--seed {args.seed}`), "
           "each block and its context graph, once with and once without `deploy.cia_cache`, order alternating.", "",
           "| | median s per block (2 artifacts) |", "|---|---|",
           f"| torch's walk on every call | {med_u:.2f} |", f"| cached walk | {med_c:.2f} |",
