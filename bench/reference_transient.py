@@ -10,7 +10,7 @@ export`` does; ``--repeats`` times in a random order, each model runs once, then
 per position band over models and repeats.
 
     python bench/reference_transient.py --space inas-sod --resolution 320 --seed 7
-    → bench/results/reference_transient_<backend><threads>_<space>_<res>.{json,md}
+    → bench/results/reference_transient_<backend><threads>_<space>_<res>[_<tag>].{json,md}
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=12)
     ap.add_argument("--runs", type=int, default=400, help="reference runs after each model run")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tag", default="", help="suffix of the result files (e.g. the reference and host)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -87,6 +88,8 @@ def main(argv=None) -> int:
            "pooled_us": [float(np.median(pooled[a:b])) for a, b in bands],
            "per_model_us": [[float(np.median(c[a:b])) for a, b in bands] for c in per_model]}
     name = f"reference_transient_{args.backend}{args.threads}_{args.space}_{args.resolution}"
+    if args.tag:
+        name += f"_{args.tag}"
     path = Path(__file__).resolve().parent / "results" / f"{name}.json"
     write_result(path, out)
     head = " | ".join(f"runs {a + 1}–{b}" if b - a > 1 else f"run {a + 1}" for a, b in bands)

@@ -46,19 +46,24 @@ def main(argv=None) -> int:
     ap.add_argument("--cycles", type=int, default=60)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--settle-ms", type=float, default=None, help="Protocol.settle_ms (default: the build's)")
+    ap.add_argument("--reference-settle-runs", type=int, default=None,
+                    help="Protocol.reference_settle_runs (default: the build's)")
     args = ap.parse_args(argv)
 
     import numpy as np
     import torch
     from tqdm import tqdm
 
-    from hwnas.cli.lut import _cold_context_plan, _reference_for
+    from hwnas.cli.lut import BUILD_PROTOCOL, _cold_context_plan, _reference_for
     from hwnas.model import SODNet, for_export
     from hwnas.space import create
     from lut.measure import BlockMeter
 
     torch.set_num_threads(args.threads)
     settle = {} if args.settle_ms is None else {"settle_ms": args.settle_ms}
+    if args.reference_settle_runs is not None:
+        settle["reference_settle_runs"] = args.reference_settle_runs
+    ref_settle_runs = settle.get("reference_settle_runs", BUILD_PROTOCOL.get("reference_settle_runs", 0))
     block_prof, model_prof = build_and_model_profilers(args.backend, args.threads, **settle)
     space = create(args.space)
     res = [args.resolution]
@@ -84,7 +89,7 @@ def main(argv=None) -> int:
             seed = args.seed * 100_003 + c * 7 + KINDS.index(kind)
             if kind == "validation":
                 i = rng.randrange(len(models))
-                got = model_prof.measure_together({"model": models[i], "ref": ref}, seed=seed)
+                got = model_prof.measure_together({"model": models[i], "ref": ref}, seed=seed, reference="ref")
                 return f"model {i}", got["ref"].median_ms
             b = rng.choice(blocks)
             a = arts[b.key]
@@ -93,7 +98,7 @@ def main(argv=None) -> int:
             together = {"block": (a.isolated, list(b.input_shapes)), "ref": ref}
             if a.context is not None:
                 together["context"] = (a.context, list(b.input_shapes))
-            return b.key, block_prof.measure_together(together, seed=seed)["ref"].median_ms
+            return b.key, block_prof.measure_together(together, seed=seed, reference="ref")["ref"].median_ms
 
         for c in tqdm(range(args.cycles), desc="cycles", unit="cycle"):
             order = list(KINDS)
@@ -117,6 +122,8 @@ def main(argv=None) -> int:
     name = f"reference_windows_{args.backend}{args.threads}_{args.space}_{args.resolution}"
     if args.settle_ms is not None:
         name += f"_settle{args.settle_ms:g}"
+    if ref_settle_runs:  # results before the field existed carry no suffix
+        name += f"_refsettle{ref_settle_runs}"
     path = Path(__file__).resolve().parent / "results" / f"{name}.json"
     write_result(path, out)
     lines = [f"# The drift reference in build windows vs validation windows: {args.space} at {args.resolution} px, "

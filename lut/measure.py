@@ -179,7 +179,7 @@ class BlockMeter:
         call_shapes = [tuple(t.shape) for t in call_model()[1]]
         if self.interleaved:
             got = profiler.measure_together({"call": (call_path, call_shapes), "ref": (self.ref_path, self.ref_shapes)},
-                                            seed=seed)
+                                            seed=seed, reference="ref")
             self.call_ms, self.call_ref_ms = got["call"].median_ms, got["ref"].median_ms
         else:
             self.call_ms, self.call_ref_ms = profiler.measure_artifact(call_path, call_shapes).median_ms, math.nan
@@ -232,7 +232,8 @@ class BlockMeter:
                 path = self._export(module, inputs, "io")
                 got = self.profiler.measure_together({"io": (path, shapes), "ref": (self.ref_path, self.ref_shapes)},
                                                      seed=zlib.crc32(f"{self.seed}|io|{nbytes}".encode()),
-                                                     flush_bytes={"io": flush_bytes} if flush_bytes else None)
+                                                     flush_bytes={"io": flush_bytes} if flush_bytes else None,
+                                                     reference="ref")
                 prof = self.profiler.node_profile(path, shapes, runs=NODE_PROFILE_RUNS, flush_bytes=flush_bytes)
                 kernels_ms = sum(n.kernel_us for n in prof.nodes) / 1e3 if prof is not None else 0.0
                 ref_ms = got["ref"].median_ms
@@ -311,7 +312,7 @@ class BlockMeter:
         # the isolated block stays warm (the plain-sum baseline); its in-model cost is measured cold
         # as far as a model's other blocks would make it
         got = self.profiler.measure_together(arts_by_name, seed=zlib.crc32(f"{self.seed}|{block.key}|{window}".encode()),
-                                             flush_bytes={"context": flush} if flush else None,
+                                             flush_bytes={"context": flush} if flush else None, reference="ref",
                                              **({"between": {"context": between}} if between else {}))
         ref_ms = got["ref"].median_ms
         call_here_ms = self.call_ms * ref_ms / self.call_ref_ms if self.call_ms else 0.0  # at this window's speed

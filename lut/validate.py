@@ -243,7 +243,7 @@ def measure_cases(cases: Sequence[ModelCase], profiler, journal: Path | None = N
                 record = {"name": case.name, "round": r}
                 if interleaved:
                     got = profiler.measure_together({"model": artifacts[case.name], "ref": ref},
-                                                    seed=zlib.crc32(f"{seed}|{case.name}|{r}".encode()))
+                                                    seed=zlib.crc32(f"{seed}|{case.name}|{r}".encode()), reference="ref")
                     m = got["model"].to_dict()
                     record["ref_ms"] = got["ref"].median_ms
                 else:

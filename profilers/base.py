@@ -185,12 +185,13 @@ class Profiler:
         return type(self).node_profile is not Profiler.node_profile
 
     def measure_together(self, artifacts: dict, seed: int = 0, flush_bytes: dict[str, int] | None = None,
-                         between: dict | None = None) -> dict[str, Measurement]:
+                         between: dict | None = None, reference: str | None = None) -> dict[str, Measurement]:
         """``{name: Measurement}`` of ``{name: (path, input_shapes)}`` timed interleaved, run for run in
         random order (``profilers.stats.time_interleaved``): their ratios hold while the machine's
         speed drifts. ``flush_bytes[name]``: touch that many bytes before every run of ``name``,
         untimed (``profilers.cache``); ``between[name]``: ``(path, input_shapes)`` of an artifact run
-        once, untimed, before every run of ``name`` (instead of its flush). A remote backend runs
+        once, untimed, before every run of ``name`` (instead of its flush). ``reference``: the name of
+        the drift reference (settled by ``Protocol.reference_settle_runs``). A remote backend runs
         the flush on its host; ``between`` is local only."""
         from profilers.cache import CacheFlush
         from profilers.stats import time_interleaved
@@ -198,7 +199,7 @@ class Profiler:
         runs = {name: self.prepare(Path(path), shapes) for name, (path, shapes) in artifacts.items()}
         before = {name: CacheFlush(n) for name, n in (flush_bytes or {}).items() if n > 0}
         before.update({name: self.prepare(Path(path), shapes) for name, (path, shapes) in (between or {}).items()})
-        return time_interleaved(runs, self.protocol, seed=seed, info=self.settings(), before=before)
+        return time_interleaved(runs, self.protocol, seed=seed, info=self.settings(), before=before, reference=reference)
 
     def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20,
                      flush_bytes: int = 0) -> NodeProfile | None:

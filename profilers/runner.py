@@ -69,7 +69,8 @@ def _serve(prof) -> int:
             if op == "together":  # several artifacts timed interleaved (a block, its context, the reference)
                 arts = {k: (_receive(a), shapes_from_str(a["shapes"])) for k, a in req["artifacts"].items()}
                 got = prof.measure_together(arts, seed=int(req.get("seed", 0)),
-                                            flush_bytes={k: int(v) for k, v in req.get("flush_bytes", {}).items()})
+                                            flush_bytes={k: int(v) for k, v in req.get("flush_bytes", {}).items()},
+                                            reference=req.get("reference"))
                 reply = {"measurements": {k: m.to_dict() for k, m in got.items()}, "device": device}
             elif op == "node_profile":
                 prof_nodes = prof.node_profile(_receive(req), shapes_from_str(req["shapes"]), runs=int(req.get("runs", 20)),

@@ -279,10 +279,11 @@ class SSHProfiler(Profiler):
         return self._remote(Measurement.from_dict(reply["measurement"]))
 
     def measure_together(self, artifacts: dict, seed: int = 0,
-                         flush_bytes: dict[str, int] | None = None) -> dict[str, Measurement]:
+                         flush_bytes: dict[str, int] | None = None, reference: str | None = None) -> dict[str, Measurement]:
         if not self.can_interleave:
             raise ProfilerError(f"ssh {self.host}: {self.backend} cannot time artifacts interleaved")
         req = {"op": "together", "seed": int(seed), "flush_bytes": {k: int(v) for k, v in (flush_bytes or {}).items()},
+               "reference": reference,
                "artifacts": {k: self._artifact(p, s, f"a{i}{self.artifact_suffix}") for i, (k, (p, s)) in enumerate(artifacts.items())}}
         reply = self._ask(req, "measuring interleaved")
         return {k: self._remote(Measurement.from_dict(m)) for k, m in reply["measurements"].items()}

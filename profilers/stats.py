@@ -53,6 +53,16 @@ class Protocol:
     # (ExecuTorch XNNPACK, bench/results/lut_accuracy_sod-xnnpack1-v4.md). On an Intel host the slow
     # runs last ~1 ms (bench/reference_transient.py): `hwnas lut build` uses 2 (BUILD_PROTOCOL).
     settle_ms: float = 0.0
+    # the drift reference's turns (time_interleaved's ``reference``) open with at least this many untimed
+    # runs (0: it settles by settle_ms like any callable). Why: after a whole 320 px model the 2-5 ms
+    # 256 px reference runs slow for several runs, not 2 ms: ONNX Runtime 1 / 2 threads 1.32 / 1.36x
+    # in run 1, 1.10 / 1.14x in run 2, <= 1.008x from run 3; ExecuTorch XNNPACK 1.46x, 1.22x, 1.09x in
+    # runs 3-5, 1.014x in runs 6-20 (bench/reference_transient.py, Intel model 167: results
+    # reference_transient_onnxruntime-cpu{1,2}_inas-sod_320_ref256-m167.md, …executorch-xnnpack1_inas-sod_320.md). With settle_ms alone (one untimed run) its recorded runs 2-3 read it slow beside whole
+    # models but not beside blocks: a build window's reference / a validation window's 0.967 (XNNPACK,
+    # bench/reference_windows.py), 0.990 with every turn settled 100 ms. 5 runs cover the transient at
+    # ~1/5 of the cost of settling every callable. `hwnas lut build` uses 5 (BUILD_PROTOCOL).
+    reference_settle_runs: int = 0
 
     def __post_init__(self):
         if self.warmup_runs < 10 or self.warmup_s < 0.2:
@@ -61,8 +71,10 @@ class Protocol:
             )
         if self.clock not in CLOCKS:
             raise ProfilerError(f"clock {self.clock!r} unknown; allowed: {list(CLOCKS)}")
-        if self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1 or self.rounds < 1 or self.settle_ms < 0:
-            raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1, rounds >= 1 and settle_ms >= 0 required, got {self}")
+        if (self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1 or self.rounds < 1 or self.settle_ms < 0
+                or self.reference_settle_runs < 0 or self.reference_settle_runs > SETTLE_MAX_RUNS):
+            raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1, rounds >= 1, settle_ms >= 0 and "
+                                f"0 <= reference_settle_runs <= {SETTLE_MAX_RUNS} required, got {self}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -182,7 +194,8 @@ SETTLE_WARMUP_BOUND = 10  # x settle_ms: a first run after a switch this slow is
 def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, seed: int = 0,
                      clock: Callable[[], float] | None = None, info: dict | None = None,
                      batch: int = INTERLEAVE_BATCH,
-                     before: dict[str, Callable[[], object]] | None = None) -> dict[str, Measurement]:
+                     before: dict[str, Callable[[], object]] | None = None,
+                     reference: str | None = None) -> dict[str, Measurement]:
     """Measure several prepared callables side by side: randomised interleaved trials.
 
     Each cycle gives every callable one turn, in a fresh random order (Abedi & Brecht, ICPE'17;
@@ -198,7 +211,8 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
     follow ``protocol`` (each callable gets >= ``runs`` samples; the window lasts >= ``min_time_s``). Returns one
     :class:`Measurement` per name; re-measured (up to ``max_attempts``) while the first name's
     IQR/median is past ``unstable_iqr``. ``before[name]``, where given, runs before every run of
-    ``name``, outside the timed region (a cache flush: ``profilers.cache``).
+    ``name``, outside the timed region (a cache flush: ``profilers.cache``). ``reference``: the name of
+    the drift reference, whose turns open with at least ``protocol.reference_settle_runs`` untimed runs.
     """
     import random as _random
 
@@ -233,6 +247,8 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
         # untimed runs cannot settle it, they would only repeat the flush
         skips = {n: skip if (before or {}).get(n) else _turn_skip(skip, float(np.median(warm_ms[n])), protocol.settle_ms)
                  for n in names}
+        if reference in skips and skip:
+            skips[reference] = max(skips[reference], protocol.reference_settle_runs)
         samples: dict[str, list[float]] = {n: [] for n in names}
         t_start = clock()
         while ((len(samples[names[0]]) < protocol.runs or clock() - t_start < protocol.min_time_s)
