@@ -39,6 +39,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=12)
     ap.add_argument("--runs", type=int, default=400, help="reference runs after each model run")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--after", choices=["model", "flush"], default="model",
+                    help="what runs before the reference's runs: a whole model, or the build's cache flush alone "
+                         "(profilers.cache.CacheFlush of --flush-mb, as before every context run of a build)")
+    ap.add_argument("--flush-mb", type=float, default=85.0, help="flush size with --after flush")
     ap.add_argument("--tag", default="", help="suffix of the result files (e.g. the reference and host)")
     args = ap.parse_args(argv)
 
@@ -49,6 +53,7 @@ def main(argv=None) -> int:
     from hwnas.model import SODNet, for_export
     from hwnas.space import create
     from lut.reference import reference_model
+    from profilers.cache import CacheFlush
 
     torch.set_num_threads(args.threads)
     _, prof = build_and_model_profilers(args.backend, args.threads)
@@ -64,6 +69,9 @@ def main(argv=None) -> int:
         x = torch.randn(1, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(0))
         models = []
         for i in range(args.models):
+            if args.after == "flush":  # --models slots of the same flush: the same repeats and bands
+                models.append(CacheFlush(int(args.flush_mb * 2**20)))
+                continue
             arch = space.sample(rng, resolution=args.resolution)
             path = prof.export(for_export(SODNet(space, arch)).eval(), (x,), d / f"model{i}{prof.artifact_suffix}")
             models.append(prof.prepare(path, [tuple(x.shape)]))
@@ -88,15 +96,18 @@ def main(argv=None) -> int:
            "pooled_us": [float(np.median(pooled[a:b])) for a, b in bands],
            "per_model_us": [[float(np.median(c[a:b])) for a, b in bands] for c in per_model]}
     name = f"reference_transient_{args.backend}{args.threads}_{args.space}_{args.resolution}"
+    if args.after == "flush":
+        name += f"_after-flush{args.flush_mb:g}mb"
     if args.tag:
         name += f"_{args.tag}"
     path = Path(__file__).resolve().parent / "results" / f"{name}.json"
     write_result(path, out)
     head = " | ".join(f"runs {a + 1}–{b}" if b - a > 1 else f"run {a + 1}" for a, b in bands)
-    lines = [f"# The drift reference's runs after one run of a whole model: {args.space} at {args.resolution} px, "
+    after = "a whole model" if args.after == "model" else f"a {args.flush_mb:g} MB cache flush"
+    lines = [f"# The drift reference's runs after {after}: {args.space} at {args.resolution} px, "
              f"{args.backend} {args.threads} thread(s)", "",
              f"`python bench/reference_transient.py {' '.join(sys.argv[1:])}`; {out['minutes']:.1f} min; {out['device']}; "
-             f"reference `{reference}`. Median us per band of positions after the model run "
+             f"reference `{reference}`. Median us per band of positions after the {args.after} run "
              f"({args.models} models x {args.repeats} repeats); steady (last band) {steady:.1f} us.", "",
              f"| model | {head} |", "|---" * (len(bands) + 1) + "|"]
     for i, row in enumerate(out["per_model_us"]):
