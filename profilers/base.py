@@ -197,7 +197,7 @@ class Profiler:
         from profilers.stats import time_interleaved
 
         runs = {name: self.prepare(Path(path), shapes) for name, (path, shapes) in artifacts.items()}
-        before = {name: CacheFlush(n) for name, n in (flush_bytes or {}).items() if n > 0}
+        before = {name: CacheFlush(n, self.protocol.flush_threads) for name, n in (flush_bytes or {}).items() if n > 0}
         before.update({name: self.prepare(Path(path), shapes) for name, (path, shapes) in (between or {}).items()})
         return time_interleaved(runs, self.protocol, seed=seed, info=self.settings(), before=before, reference=reference)
 

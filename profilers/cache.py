@@ -176,12 +176,34 @@ def flush_bytes(model_bytes: int, retained: int | None = None) -> int:
 
 class CacheFlush:
     """A callable that touches ``nbytes`` of its own memory (capped at twice the last-level cache;
-    none for ``nbytes`` <= 0). Whether to flush at all is :func:`flush_bytes`' decision."""
+    none for ``nbytes`` <= 0), split over ``threads`` threads (``Protocol.flush_threads``). Whether to
+    flush at all is :func:`flush_bytes`' decision."""
 
-    def __init__(self, nbytes: int):
+    def __init__(self, nbytes: int, threads: int = 1):
+        if threads < 1:
+            raise ValueError(f"flush threads must be >= 1, got {threads}")
         self.nbytes = int(min(max(nbytes, 0), 2 * last_level_cache_bytes()))
         self._buf = np.zeros(self.nbytes // 4, dtype=np.float32) if self.nbytes >= 4 else None
+        self._parts = np.array_split(self._buf, threads) if self._buf is not None and threads > 1 else []
+        self._pool = None
+        if self._parts:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hwnas-flush")
 
     def __call__(self) -> None:
-        if self._buf is not None:
-            np.add(self._buf, 1.0, out=self._buf)  # read + write: dirty lines, as a model's activations leave
+        if self._pool is not None:
+            # numpy releases the GIL in the loop: every core writes its share, as a multi-threaded
+            # model's activations are written by all of its threads
+            for f in [self._pool.submit(_touch, part) for part in self._parts]:
+                f.result()
+        elif self._buf is not None:
+            _touch(self._buf)
+
+    def __del__(self):
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=False)
+
+
+def _touch(buf: np.ndarray) -> None:
+    np.add(buf, 1.0, out=buf)  # read + write: dirty lines, as a model's activations leave

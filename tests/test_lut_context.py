@@ -7,6 +7,7 @@ import json
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -251,6 +252,8 @@ def test_the_reference_settles_for_its_own_runs_after_a_whole_model():
     assert Protocol.from_dict({k: v for k, v in proto.to_dict().items() if k != "reference_settle_runs"}).reference_settle_runs == 0
     with pytest.raises(ProfilerError, match="reference_settle_runs"):
         Protocol(**base, reference_settle_runs=-1)
+    with pytest.raises(ProfilerError, match="flush_threads"):
+        Protocol(**base, flush_threads=0)
 
 
 def test_short_build_records_reference_and_context_and_predicts_with_them(tmp_path):
@@ -369,6 +372,12 @@ def test_a_flush_runs_untimed_before_every_run_of_its_callable():
     assert CacheFlush(llc + 4096).nbytes == llc + 4096 and CacheFlush(4096).nbytes == 4096
     assert CacheFlush(0).nbytes == 0 and CacheFlush(-5).nbytes == 0
     CacheFlush(llc + 4096)()  # touches its buffer
+    split = CacheFlush(1 << 20, threads=3)  # every thread writes its share, all of it once per call
+    split()
+    split()
+    assert split._buf.size == (1 << 18) and np.all(split._buf == 2.0)
+    with pytest.raises(ValueError, match="threads"):
+        CacheFlush(4096, threads=0)
     # the rule: a model whose data stays cached between inferences runs from the cache: no flush;
     # one whose data does not is flushed by its bytes, whatever the cache's size says
     retained = 8 << 20
