@@ -58,10 +58,12 @@ class Protocol:
     # 256 px reference runs slow for several runs, not 2 ms: ONNX Runtime 1 / 2 threads 1.32 / 1.36x
     # in run 1, 1.10 / 1.14x in run 2, <= 1.008x from run 3; ExecuTorch XNNPACK 1.46x, 1.22x, 1.09x in
     # runs 3-5, 1.014x in runs 6-20 (bench/reference_transient.py, Intel model 167: results
-    # reference_transient_onnxruntime-cpu{1,2}_inas-sod_320_ref256-m167.md, …executorch-xnnpack1_inas-sod_320.md). With settle_ms alone (one untimed run) its recorded runs 2-3 read it slow beside whole
-    # models but not beside blocks: a build window's reference / a validation window's 0.967 (XNNPACK,
-    # bench/reference_windows.py), 0.990 with every turn settled 100 ms. 5 runs cover the transient at
-    # ~1/5 of the cost of settling every callable. `hwnas lut build` uses 5 (BUILD_PROTOCOL).
+    # reference_transient_onnxruntime-cpu{1,2}_inas-sod_320_ref256-m167.md,
+    # reference_transient_executorch-xnnpack1_inas-sod_320.md). With settle_ms alone (one untimed run)
+    # its recorded runs 2-3 read it slow beside whole models but not beside blocks: a build window's
+    # reference / a validation window's, same moments, blocks unflushed: XNNPACK 0.942 (1.00 with every
+    # turn settled 100 ms), ORT 2 threads 0.975 (1.001 with 5 runs) (bench/reference_windows.py).
+    # 5 runs cover the transient at ~1/5 of the cost of settling every callable. `hwnas lut build` uses 5.
     reference_settle_runs: int = 0
     # threads that share a cache flush (profilers.cache.CacheFlush) before a context run. 1: the
     # flush runs on the calling thread alone, while a multi-threaded runtime's other threads wait idle;
@@ -78,9 +80,10 @@ class Protocol:
         if self.clock not in CLOCKS:
             raise ProfilerError(f"clock {self.clock!r} unknown; allowed: {list(CLOCKS)}")
         if (self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1 or self.rounds < 1 or self.settle_ms < 0
-                or self.reference_settle_runs < 0 or self.reference_settle_runs > SETTLE_MAX_RUNS or self.flush_threads < 1):
-            raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1, rounds >= 1, settle_ms >= 0 and "
-                                f"0 <= reference_settle_runs <= {SETTLE_MAX_RUNS} and flush_threads >= 1 required, got {self}")
+                or not 0 <= self.reference_settle_runs <= SETTLE_MAX_RUNS or self.flush_threads < 1):
+            raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1, rounds >= 1, settle_ms >= 0, "
+                                f"0 <= reference_settle_runs <= {SETTLE_MAX_RUNS} and flush_threads >= 1 required, "
+                                f"got {self}")
 
     def to_dict(self) -> dict:
         return asdict(self)
