@@ -195,8 +195,7 @@ class CacheFlush:
         if self._pool is not None:
             # numpy releases the GIL in the loop: every core writes its share, as a multi-threaded
             # model's activations are written by all of its threads
-            for f in [self._pool.submit(_touch, part) for part in self._parts]:
-                f.result()
+            list(self._pool.map(_touch, self._parts))
         elif self._buf is not None:
             _touch(self._buf)
 

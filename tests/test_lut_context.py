@@ -161,6 +161,29 @@ def test_interleaved_ratio_tracks_work_and_cancels_a_slowdown():
     assert both["slow_three"].median_ms / both["slow_one"].median_ms == pytest.approx(ratio, rel=0.35)
 
 
+def _replayed_transient(curve_ms, steady_ms, other_ms=30.0):
+    """(fake clock, reference, other callable): the reference's k-th run after a switch from the
+    other callable takes ``curve_ms[k]`` (then ``steady_ms``); the other one takes ``other_ms``."""
+    now, last, after_switch = [0.0], [None], [0]
+
+    def clock():
+        return now[0]
+
+    def other():
+        now[0] += other_ms / 1e3
+        last[0] = "other"
+
+    def ref():
+        if last[0] != "ref":
+            after_switch[0] = 0
+        k = after_switch[0]
+        after_switch[0] += 1
+        now[0] += (curve_ms[k] if k < len(curve_ms) else steady_ms) / 1e3
+        last[0] = "ref"
+
+    return clock, ref, other
+
+
 def test_a_fast_callable_settles_for_more_runs_after_a_big_one_before_it_is_recorded():
     """The 32 px reference (0.0433 ms steady) after one run of a whole 320 px inas-sod model, ONNX
     Runtime 1 thread, Intel host (median per position over 6 models x 12 repeats): 0.080 ms, then
@@ -171,25 +194,8 @@ def test_a_fast_callable_settles_for_more_runs_after_a_big_one_before_it_is_reco
     from hwnas.cli.lut import BUILD_PROTOCOL
     from profilers.stats import Protocol
 
-    now = [0.0]
-    last = [None]
-    after_switch = {"n": 0}
     settle_curve_ms = [0.080, 0.048, 0.047, 0.047, 0.047] + [0.0455] * 15  # then 0.0433
-
-    def clock():
-        return now[0]
-
-    def big():
-        now[0] += 0.030
-        last[0] = "big"
-
-    def ref():
-        if last[0] != "ref":
-            after_switch["n"] = 0
-        k = after_switch["n"]
-        after_switch["n"] += 1
-        now[0] += (settle_curve_ms[k] if k < len(settle_curve_ms) else 0.0433) / 1e3
-        last[0] = "ref"
+    clock, ref, big = _replayed_transient(settle_curve_ms, steady_ms=0.0433)
 
     base = dict(warmup_runs=10, warmup_s=0.2, runs=20, min_time_s=0.0, max_attempts=1)
     settle_ms = BUILD_PROTOCOL["settle_ms"]
@@ -219,23 +225,7 @@ def test_the_reference_settles_for_its_own_runs_after_a_whole_model():
     from profilers.errors import ProfilerError
     from profilers.stats import Protocol
 
-    now, last, after_switch = [0.0], [None], {"n": 0}
-    curve_ms = [4.40, 3.66, 3.365, 3.365, 3.365]  # then 3.34
-
-    def clock():
-        return now[0]
-
-    def model():
-        now[0] += 0.030
-        last[0] = "model"
-
-    def ref():
-        if last[0] != "ref":
-            after_switch["n"] = 0
-        k = after_switch["n"]
-        after_switch["n"] += 1
-        now[0] += (curve_ms[k] if k < len(curve_ms) else 3.34) / 1e3
-        last[0] = "ref"
+    clock, ref, model = _replayed_transient([4.40, 3.66, 3.365, 3.365, 3.365], steady_ms=3.34)
 
     base = dict(warmup_runs=10, warmup_s=0.2, runs=20, min_time_s=0.0, max_attempts=1, settle_ms=BUILD_PROTOCOL["settle_ms"])
     runs = {"ref": ref, "model": model}
