@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cycles", type=int, default=60)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--settle-ms", type=float, default=None, help="Protocol.settle_ms (default: the build's)")
-    ap.add_argument("--flush-threads", type=int, default=None, help="Protocol.flush_threads (default: the build's)")
+    ap.add_argument("--flush-threads", type=int, default=None, help="Protocol.flush_threads (default: the build's; 0: the runtime's threads)")
     ap.add_argument("--reference-settle-runs", type=int, default=None,
                     help="Protocol.reference_settle_runs (default: the build's)")
     args = ap.parse_args(argv)
@@ -127,8 +127,8 @@ def main(argv=None) -> int:
         name += f"_settle{args.settle_ms:g}"
     if ref_settle_runs:  # results before the field existed carry no suffix
         name += f"_refsettle{ref_settle_runs}"
-    if settle.get("flush_threads", 1) > 1:
-        name += f"_flush{settle['flush_threads']}t"
+    if block_prof.flush_threads > 1:  # the flush split over threads (0: the runtime's)
+        name += f"_flush{block_prof.flush_threads}t"
     path = Path(__file__).resolve().parent / "results" / f"{name}.json"
     write_result(path, out)
     lines = [f"# The drift reference in build windows vs validation windows: {args.space} at {args.resolution} px, "

@@ -118,6 +118,11 @@ class Profiler:
         """Backend options that change the numbers; recorded next to every measurement."""
         return {}
 
+    @property
+    def flush_threads(self) -> int:
+        """Threads that share a cache flush: ``Protocol.flush_threads``, or this runtime's threads where it is 0."""
+        return self.protocol.flush_threads or self.threads
+
     def options(self) -> dict:
         """Constructor keyword arguments beyond threads/precision/protocol (to rebuild this profiler remotely)."""
         return {}
@@ -197,7 +202,7 @@ class Profiler:
         from profilers.stats import time_interleaved
 
         runs = {name: self.prepare(Path(path), shapes) for name, (path, shapes) in artifacts.items()}
-        before = {name: CacheFlush(n, self.protocol.flush_threads) for name, n in (flush_bytes or {}).items() if n > 0}
+        before = {name: CacheFlush(n, self.flush_threads) for name, n in (flush_bytes or {}).items() if n > 0}
         before.update({name: self.prepare(Path(path), shapes) for name, (path, shapes) in (between or {}).items()})
         return time_interleaved(runs, self.protocol, seed=seed, info=self.settings(), before=before, reference=reference)
 

@@ -123,7 +123,7 @@ class ExecuTorchXNNPACK(Profiler):
             raise ProfilerError(f"{self.name}: cannot load {path}: {first_line(e)}") from None
         g = torch.Generator().manual_seed(0)
         inputs = [torch.randn(s, generator=g) for s in input_shapes]
-        flush = self.prepare(Path(between[0]), between[1]) if between else CacheFlush(flush_bytes, self.protocol.flush_threads)
+        flush = self.prepare(Path(between[0]), between[1]) if between else CacheFlush(flush_bytes, self.flush_threads)
         for _ in range(max(3, runs // 4) + runs):
             flush()
             module.forward(inputs)

@@ -136,7 +136,7 @@ class OnnxRuntimeCPU(Profiler):
         from profilers.cache import CacheFlush
         from profilers.stats import trimmed_mean
 
-        flush = CacheFlush(flush_bytes, self.protocol.flush_threads)
+        flush = CacheFlush(flush_bytes, self.flush_threads)
         with tempfile.TemporaryDirectory(prefix="hwnas-ortprof-") as d:
             sess = self.session(path, profile_dir=d)
             run = self._bound_run(sess, path, input_shapes)

@@ -172,7 +172,7 @@ class OpenVINOCPU(Profiler):
         from profilers.cache import CacheFlush
         from profilers.stats import trimmed_mean
 
-        flush = self.prepare(Path(between[0]), between[1]) if between else CacheFlush(flush_bytes, self.protocol.flush_threads)
+        flush = self.prepare(Path(between[0]), between[1]) if between else CacheFlush(flush_bytes, self.flush_threads)
         run = self.prepare(path, input_shapes, perf_count=True)
         for _ in range(max(3, runs // 4)):
             flush()

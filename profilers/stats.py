@@ -65,11 +65,13 @@ class Protocol:
     # turn settled 100 ms), ORT 2 threads 0.975 (1.001 with 5 runs) (bench/reference_windows.py).
     # 5 runs cover the transient at ~1/5 of the cost of settling every callable. `hwnas lut build` uses 5.
     reference_settle_runs: int = 0
-    # threads that share a cache flush (profilers.cache.CacheFlush) before a context run. 1: the
-    # flush runs on the calling thread alone, while a multi-threaded runtime's other threads wait idle;
-    # at ONNX Runtime 2 threads the 256 px reference then read 1.10-1.12x slower in a build's flushed
-    # windows than beside whole models at the same moments (1.00 in the same windows unflushed; 1.016
-    # at 1 thread: bench/reference_windows.py, Intel model 167). A candidate, not the build's default.
+    # threads that share a cache flush (profilers.cache.CacheFlush) before a context run; 0: as many as
+    # the runtime runs (the profiler's ``threads``). Why: with 1 the flush runs on the calling thread
+    # alone while a multi-threaded runtime's other threads wait idle, and at ONNX Runtime 2 threads the
+    # 256 px reference read 1.10-1.12x slower in a build's flushed windows than beside whole models at
+    # the same moments (1.00 in the same windows unflushed; 1.016 at 1 thread); split over both threads
+    # 0.991 (bench/reference_windows.py --seed 99, Intel model 167). `hwnas lut build` uses 0. Tables
+    # built before record no field: 1, the flush they were built with.
     flush_threads: int = 1
 
     def __post_init__(self):
@@ -80,9 +82,9 @@ class Protocol:
         if self.clock not in CLOCKS:
             raise ProfilerError(f"clock {self.clock!r} unknown; allowed: {list(CLOCKS)}")
         if (self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1 or self.rounds < 1 or self.settle_ms < 0
-                or not 0 <= self.reference_settle_runs <= SETTLE_MAX_RUNS or self.flush_threads < 1):
+                or not 0 <= self.reference_settle_runs <= SETTLE_MAX_RUNS or self.flush_threads < 0):
             raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1, rounds >= 1, settle_ms >= 0, "
-                                f"0 <= reference_settle_runs <= {SETTLE_MAX_RUNS} and flush_threads >= 1 required, "
+                                f"0 <= reference_settle_runs <= {SETTLE_MAX_RUNS} and flush_threads >= 0 required, "
                                 f"got {self}")
 
     def to_dict(self) -> dict:

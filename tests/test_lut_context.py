@@ -242,7 +242,37 @@ def test_the_reference_settles_for_its_own_runs_after_a_whole_model():
     with pytest.raises(ProfilerError, match="reference_settle_runs"):
         Protocol(**base, reference_settle_runs=-1)
     with pytest.raises(ProfilerError, match="flush_threads"):
-        Protocol(**base, flush_threads=0)
+        Protocol(**base, flush_threads=-1)
+
+
+def test_a_builds_flush_is_shared_by_as_many_threads_as_the_runtime_runs(tmp_path, monkeypatch):
+    # one thread flushing while ONNX Runtime's second waits idle read the 2-thread reference 1.12x slow
+    # in a build's windows (profilers.stats.Protocol.flush_threads); the build flushes with the runtime's
+    import profilers.cache
+    from hwnas.cli.lut import BUILD_PROTOCOL
+
+    build = Protocol(**{**QUICK.to_dict(), "flush_threads": BUILD_PROTOCOL["flush_threads"]})
+    assert profilers.get("onnxruntime-cpu", threads=2, protocol=build).flush_threads == 2
+    assert profilers.get("onnxruntime-cpu", threads=1, protocol=build).flush_threads == 1
+    assert profilers.get("onnxruntime-cpu", threads=2, protocol=Protocol(**{**QUICK.to_dict(), "flush_threads": 3})).flush_threads == 3
+    # a table built before the field existed flushed on one thread: it validates as it was built
+    old = Protocol.from_dict({k: v for k, v in build.to_dict().items() if k != "flush_threads"})
+    assert profilers.get("onnxruntime-cpu", threads=2, protocol=old).flush_threads == 1
+
+    made = []
+
+    class Spy(profilers.cache.CacheFlush):
+        def __init__(self, nbytes, threads=1):
+            made.append(threads)
+            super().__init__(nbytes, threads)
+
+    monkeypatch.setattr(profilers.cache, "CacheFlush", Spy)
+    prof = profilers.get("onnxruntime-cpu", threads=2, protocol=build)
+    x = torch.randn(1, 3, 16, 16)
+    path = prof.export(nn.Conv2d(3, 4, 3, padding=1).eval(), (x,), tmp_path / f"conv{prof.artifact_suffix}")
+    got = prof.measure_together({"conv": (path, [tuple(x.shape)]), "ref": (path, [tuple(x.shape)])},
+                                flush_bytes={"conv": 1 << 20}, reference="ref")
+    assert made == [2] and got["conv"].runs >= QUICK.runs
 
 
 def test_short_build_records_reference_and_context_and_predicts_with_them(tmp_path):

@@ -17,8 +17,11 @@ from hwnas.cli.profilers import add_backend_args, make_profiler
 # as fast in a build's windows as in a validation's (p10-p90 0.925-1.005), with 2 ms 1.003x (0.996-1.006)
 # (bench/reference_windows.py --space inas-sod --resolution 320 --seed 52 --settle-ms 0.2 / 2).
 # reference_settle_runs: the 2-5 ms 256 px reference needs ~3-5 runs to recover from a whole model
-# (profilers.stats.Protocol.reference_settle_runs); costs 4 of its runs per turn.
-BUILD_PROTOCOL = {"runs": 100, "min_time_s": 0.2, "max_attempts": 2, "settle_ms": 2.0, "reference_settle_runs": 5}
+# (profilers.stats.Protocol.reference_settle_runs); costs 4 of its runs per turn. flush_threads 0: the
+# cache flush before a block's runs is shared by as many threads as the runtime runs
+# (profilers.stats.Protocol.flush_threads).
+BUILD_PROTOCOL = {"runs": 100, "min_time_s": 0.2, "max_attempts": 2, "settle_ms": 2.0, "reference_settle_runs": 5,
+                  "flush_threads": 0}
 
 
 def register(sub) -> None:
