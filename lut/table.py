@@ -349,6 +349,8 @@ class LatencyTable:
         probe = (lm or {}).get("cache_probe") or {}
         if probe.get("retained_bytes") is not None:  # what decided the flushes (profilers.cache.probe_cache)
             lines.append(f"cache      {int(probe['retained_bytes']) / 2**20:.0f} MiB stayed cached between passes "
-                         f"({probe.get('source', 'measured')}) on the building machine")
+                         f"({probe.get('source', 'measured')}) on the building machine"
+                         + (f"; climbs {'/'.join(f'{int(c) / 2**20:.0f}' for c in probe['climbs_bytes'])} MiB"
+                            if probe.get("climbs_bytes") else ""))
         lines.append(f"calibration {cal if cal else 'none (predictions are uncalibrated)'}")
         return "\n".join(lines)

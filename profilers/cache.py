@@ -77,7 +77,9 @@ class CacheProbe:
     """What :func:`probe_cache` measured: ``retained_bytes``, the largest working set that a pass
     over it, repeated, finds in the cache; the per-byte time of a pass just beyond the core's own
     cache (``cache_ns_per_byte``) and over twice the last-level cache (``memory_ns_per_byte``);
-    the ladder of sizes tried and their per-byte times."""
+    the ladder of sizes tried and their per-byte times (of the median climb); ``climbs_bytes``, every
+    climb's retained bytes, smallest first (a model whose bytes lie between them is a borderline
+    decision: :func:`borderline_resolutions`)."""
 
     retained_bytes: int
     cache_ns_per_byte: float
@@ -85,6 +87,7 @@ class CacheProbe:
     sizes: tuple[int, ...]
     ns_per_byte: tuple[float, ...]
     sysfs_llc_bytes: int
+    climbs_bytes: tuple[int, ...] = ()
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -140,7 +143,16 @@ def probe_cache(passes: int = 5, climbs: int = 3) -> CacheProbe:
                      key=lambda r: r[0])
     retained, sizes, times = results[len(results) // 2]
     return CacheProbe(int(retained), float(times[0]), float(memory_ns), tuple(sizes), tuple(float(t) for t in times),
-                      int(llc))
+                      int(llc), tuple(int(r[0]) for r in results))
+
+
+def borderline(model_bytes: int, climbs_bytes) -> bool:
+    """Whether the climbs of one probe disagree on ``model_bytes``: some found it cached, some not,
+    so a build on another minute could decide the other way (on one Intel host session 43's probe
+    gave 91 MiB, the median of its climbs, against 45-64 MiB in earlier sessions, for an 85 MB
+    model that a forced flush showed does not stay cached inside a whole model there)."""
+    climbs = [int(c) for c in climbs_bytes or ()]
+    return bool(climbs) and model_bytes > 0 and min(climbs) < model_bytes <= max(climbs)
 
 
 @functools.lru_cache(maxsize=1)

@@ -405,6 +405,19 @@ def test_a_flush_runs_untimed_before_every_run_of_its_callable():
     assert flush_bytes(1 << 40, retained) == 2 * llc
 
 
+def test_a_model_between_the_probes_climbs_is_a_borderline_cache_decision():
+    """On one Intel host probes gave 45, 64 and (session 43) 91 MiB for an 85 MB model. Were those
+    one probe's three climbs, the median would decide (64 MiB: flushed) while another build could
+    take 91 MiB (warm): the build says so."""
+    from profilers.cache import borderline
+
+    mib = 1 << 20
+    assert borderline(85_000_000, [45 * mib, 64 * mib, 91 * mib])
+    assert not borderline(1_200_000, [45 * mib, 64 * mib, 91 * mib])  # inas-tiny: cached in every climb
+    assert not borderline(200_000_000, [45 * mib, 64 * mib, 91 * mib])  # flushed in every climb
+    assert not borderline(85_000_000, [])  # tables from before climbs were recorded; HWNAS_CACHE_BYTES
+
+
 def test_the_cache_probe_measures_what_stays_cached_and_can_be_overridden(monkeypatch):
     """On this machine a working set of twice the core's own cache stays cached and one of twice
     the last-level cache does not (the probe's own bounds); HWNAS_CACHE_BYTES overrides it."""
@@ -414,6 +427,9 @@ def test_the_cache_probe_measures_what_stays_cached_and_can_be_overridden(monkey
     assert cache.private_cache_bytes() <= probe.retained_bytes <= 2 * cache.last_level_cache_bytes()
     assert probe.cache_ns_per_byte < probe.memory_ns_per_byte
     assert probe.to_dict()["retained_bytes"] == probe.retained_bytes and len(probe.sizes) == len(probe.ns_per_byte)
+    # the decision is the median of the three climbs, and every climb is recorded
+    assert len(probe.climbs_bytes) == 3 and list(probe.climbs_bytes) == sorted(probe.climbs_bytes)
+    assert probe.retained_bytes == probe.climbs_bytes[1] and probe.to_dict()["climbs_bytes"] == list(probe.climbs_bytes)
     monkeypatch.setenv(cache.CACHE_BYTES_ENV, "12345")
     assert cache.retained_cache_bytes() == 12345 and cache.flush_bytes(20000) == 20000 and cache.flush_bytes(12345) == 0
     monkeypatch.setenv(cache.CACHE_BYTES_ENV, "lots")

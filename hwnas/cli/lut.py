@@ -227,7 +227,7 @@ def _reference_for(space, res: list[int], threads: int = 1, retained: int | None
     models' log-speed followed the small stack's with slope 0.21 / 0.29, the L3-sized one's 0.93 / 0.86."""
     from hwnas.reference import affordable, space_model_reference
     from lut.reference import LARGE_REFERENCE_NAME, REFERENCE_NAME
-    from profilers.cache import flush_bytes
+    from profilers.cache import CACHE_BYTES_ENV, borderline, flush_bytes
 
     if all(flush_bytes(space.model_bytes(r), retained) for r in res):
         return LARGE_REFERENCE_NAME
@@ -277,6 +277,13 @@ def _build(args) -> int:
     print(f"cache: {retained / 2**20:.0f} MiB stays cached between passes here ({how}); "
           + (f"context runs at {flushed} px follow a flush of the model's bytes" if flushed
              else "models stay cached: context runs warm"), file=sys.stderr)
+    climbs = probe.get("climbs_bytes") or []
+    unsure = [r for r in res if borderline(space.model_bytes(r), climbs)]
+    if unsure and probe.get("source") == "measured":
+        mib = "/".join(f"{c / 2**20:.0f}" for c in climbs)
+        print(f"cache: borderline at {unsure} px: the model's {space.model_bytes(unsure[0]) / 1e6:.0f} MB lies between "
+              f"the probe's climbs ({mib} MiB), so another build here may decide otherwise; this table records the "
+              f"median, and {CACHE_BYTES_ENV}=<bytes> builds again alike", file=sys.stderr)
     table = build(blocks, prof, args.out, {"name": space.name, "hash": space.hash}, resolutions=res, seed=args.seed,
                   progress=not args.no_progress, limit=args.limit, model_bytes=model_bytes, model_between=model_between,
                   reference=_reference_for(space, res, args.threads, retained), cache_probe=probe)
