@@ -418,6 +418,28 @@ def test_a_model_between_the_probes_climbs_is_a_borderline_cache_decision():
     assert not borderline(85_000_000, [])  # tables from before climbs were recorded; HWNAS_CACHE_BYTES
 
 
+def test_the_build_warns_where_the_probes_climbs_disagree_on_the_model(tmp_path, monkeypatch, capsys):
+    """`hwnas lut build` says so where one climb found the space's model cached and another did not,
+    and stays quiet where every climb agrees or the value was pinned."""
+    import hwnas.cli.lut as cli
+    import lut.build
+    from hwnas.cli import main
+    from hwnas.space import create
+
+    model = create("inas-smoke").model_bytes(32)
+    monkeypatch.setattr(lut.build, "build", lambda *a, **k: {})  # the decision is printed before any timing
+    for climbs, source, warned in (([model // 2, 2 * model, 4 * model], "measured", True),
+                                   ([2 * model, 3 * model, 4 * model], "measured", False),
+                                   ([model // 2, 2 * model, 4 * model], "HWNAS_CACHE_BYTES", False)):
+        probe = {"retained_bytes": climbs[1], "climbs_bytes": climbs, "source": source}
+        monkeypatch.setattr(cli, "_cache_probe", lambda out, p=probe: (p, p["source"]))
+        assert main(["lut", "build", "--space", "inas-smoke", "--resolutions", "32",
+                     "--out", str(tmp_path / "t.parquet"), "--no-progress"]) == 0
+        err = capsys.readouterr().err
+        assert "models stay cached: context runs warm" in err  # the median decides
+        assert ("cache: borderline at [32] px" in err) == warned, err
+
+
 def test_the_cache_probe_measures_what_stays_cached_and_can_be_overridden(monkeypatch):
     """On this machine a working set of twice the core's own cache stays cached and one of twice
     the last-level cache does not (the probe's own bounds); HWNAS_CACHE_BYTES overrides it."""

@@ -227,7 +227,7 @@ def _reference_for(space, res: list[int], threads: int = 1, retained: int | None
     models' log-speed followed the small stack's with slope 0.21 / 0.29, the L3-sized one's 0.93 / 0.86."""
     from hwnas.reference import affordable, space_model_reference
     from lut.reference import LARGE_REFERENCE_NAME, REFERENCE_NAME
-    from profilers.cache import CACHE_BYTES_ENV, borderline, flush_bytes
+    from profilers.cache import flush_bytes
 
     if all(flush_bytes(space.model_bytes(r), retained) for r in res):
         return LARGE_REFERENCE_NAME
@@ -257,7 +257,7 @@ def _cache_probe(out: str) -> tuple[dict, str]:
 def _build(args) -> int:
     from hwnas.space import create
     from lut.build import build
-    from profilers.cache import flush_bytes
+    from profilers.cache import CACHE_BYTES_ENV, borderline, flush_bytes
 
     space = create(args.space)
     res = _resolutions(args.resolutions, space)
