@@ -79,7 +79,7 @@ class CacheProbe:
     cache (``cache_ns_per_byte``) and over twice the last-level cache (``memory_ns_per_byte``);
     the ladder of sizes tried and their per-byte times (of the median climb); ``climbs_bytes``, every
     climb's retained bytes, smallest first (a model whose bytes lie between them is a borderline
-    decision: :func:`borderline_resolutions`)."""
+    decision: :func:`borderline`)."""
 
     retained_bytes: int
     cache_ns_per_byte: float
