@@ -273,15 +273,16 @@ def _build(args) -> int:
     probe, how = _cache_probe(args.out)
     retained = int(probe["retained_bytes"])
     model_bytes, model_between = _cold_context_plan(space, res, retained)
-    flushed = [r for r in res if flush_bytes(space.model_bytes(r), retained)]
+    sizes = {r: space.model_bytes(r) for r in res}
+    flushed = [r for r in res if flush_bytes(sizes[r], retained)]
     print(f"cache: {retained / 2**20:.0f} MiB stays cached between passes here ({how}); "
           + (f"context runs at {flushed} px follow a flush of the model's bytes" if flushed
              else "models stay cached: context runs warm"), file=sys.stderr)
     climbs = probe.get("climbs_bytes") or []
-    unsure = [r for r in res if borderline(space.model_bytes(r), climbs)]
+    unsure = [r for r in res if borderline(sizes[r], climbs)]
     if unsure and probe.get("source") == "measured":
         mib = "/".join(f"{c / 2**20:.0f}" for c in climbs)
-        print(f"cache: borderline at {unsure} px: the model's {space.model_bytes(unsure[0]) / 1e6:.0f} MB lies between "
+        print(f"cache: borderline at {unsure} px: the model's {sizes[unsure[0]] / 1e6:.0f} MB lies between "
               f"the probe's climbs ({mib} MiB), so another build here may decide otherwise; this table records the "
               f"median, and {CACHE_BYTES_ENV}=<bytes> builds again alike", file=sys.stderr)
     table = build(blocks, prof, args.out, {"name": space.name, "hash": space.hash}, resolutions=res, seed=args.seed,
