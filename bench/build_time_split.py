@@ -196,9 +196,10 @@ def main(argv=None) -> int:
     n_blocks = len({b.key for b in create(args.space).all_blocks([args.resolution])})
     res = summarise(ledger, wall, n_blocks)
     from hwnas.cli.lut import BUILD_PROTOCOL
+    from profilers.fingerprint import cpu_model, cpu_signature
 
     res.update(command=["hwnas", *cmd[:-2]], build_protocol=dict(BUILD_PROTOCOL), machine=f"{platform.processor() or platform.machine()} "
-               f"({_cpu_name()}, {os.cpu_count()} cores)", load_before=load_before,
+               f"({cpu_model()}, {cpu_signature()}, {os.cpu_count()} cores)", load_before=load_before,
                cache_env=os.environ.get("HWNAS_CACHE_BYTES"))
     stem = args.name or f"build_time_split_{args.backend}{args.threads}_{args.space}_{args.resolution}"
     out = Path(__file__).resolve().parent / "results"
@@ -206,16 +207,6 @@ def main(argv=None) -> int:
     (out / f"{stem}.md").write_text(markdown(res, args))
     print(markdown(res, args))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":
