@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--blocks", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0, help="the build's seed (which blocks come first)")
     ap.add_argument("--name", default=None, help="result file stem (default from the settings)")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="pass `--runs N` to the build (a candidate protocol; default: the build's own default)")
     args = ap.parse_args(argv)
 
     from hwnas.cli import main as hwnas_main
@@ -186,7 +188,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="hwnas-split-") as tmp:
         cmd = ["lut", "build", "--space", args.space, "--backend", args.backend, "--threads", str(args.threads),
                "--resolutions", str(args.resolution), "--seed", str(args.seed), "--limit", str(args.blocks),
-               "-o", str(Path(tmp) / "t.parquet")]
+               *(["--runs", str(args.runs)] if args.runs else []), "-o", str(Path(tmp) / "t.parquet")]
         t = time.perf_counter()
         rc = hwnas_main(cmd)
         wall = time.perf_counter() - t

@@ -84,7 +84,10 @@ def main() -> None:
         lines += ["", f"Test-retest of the same {rt['n']} models (first two rounds, far apart in time): median "
                       f"{rt['raw_median_pct']:.2f} % raw (p90 {rt['raw_p90_pct']:.2f} %)"
                       + (f", {rt['normalized_median_pct']:.2f} % drift-compensated (p90 {rt['normalized_p90_pct']:.2f} %)"
-                         if "normalized_median_pct" in rt else "") + "."]
+                         if "normalized_median_pct" in rt else "")
+                      + (f"; Kendall τ of round 1 against round 2: {rt['raw_kendall_tau']:.3f} raw"
+                         + (f", {rt['normalized_kendall_tau']:.3f} drift-compensated" if "normalized_kendall_tau" in rt else "")
+                         + " (the ranking no table can beat here)" if "raw_kendall_tau" in rt else "") + "."]
     lines += ["", f"Latency model: {r.get('latency_model')}; reference median {r.get('reference_ms')} ms, "
                   f"call overhead {r.get('call_ms')} ms."]
     if cal:

@@ -16,19 +16,44 @@ import random
 
 PREFIX = "space-model:"
 ARCH_SEED = 12345  # draws the reference arch (bench/reference_candidates.py --ref-seed): fixed, not tuned
-# A cost cap, not a tuned threshold: the reference gets >= 100 timed runs in every block window
-# (the build's protocol), so a reference of 50 MMAC (~5 ms at 10 GMAC/s, one core) adds ~0.5 s to
-# each window. The spaces measured sit far on either side: inas-tiny's reference 4.5 MMAC at 64 px,
+# A cost cap, not a tuned threshold: the reference gets >= 50 timed runs in every block window
+# (the build's protocol; 100 when the cap was set), so a reference of 50 MMAC (~5 ms at 10 GMAC/s,
+# one core) adds ~0.25 s to each window. The spaces measured sit far on either side: inas-tiny's reference 4.5 MMAC at 64 px,
 # 10.1 at 96 px (sub-ms models, where it was validated); inas-sod's 1838 MMAC at 320 px, which would
 # make a 928-block build spend hours timing the reference.
 MAX_MACS = 50_000_000
 
 
-def space_model_reference(space, resolution: int) -> str:
-    """The reference name of ``space`` at ``resolution``: one arch drawn with a fixed seed."""
+def space_model_reference(space, resolution: int) -> str | None:
+    """The reference name of ``space`` at ``resolution``: one arch drawn with a fixed seed; None where
+    no name rebuilds the space (:func:`rebuild_spec`)."""
+    spec = rebuild_spec(space)
+    if spec is None:
+        return None
     arch = space.sample(random.Random(ARCH_SEED), resolution=resolution)
-    # hash first and the space's name last: a derived space's name may hold ':' (``inas-tiny:cells=…``)
-    return f"{PREFIX}{space.hash}:{arch.to_string()}@{space.name}"
+    # hash first and the space's spec last: a derived space's spec may hold ':' (``inas-tiny:cells=…``)
+    return f"{PREFIX}{space.hash}:{arch.to_string()}@{spec}"
+
+
+def rebuild_spec(space) -> str | None:
+    """What :func:`hwnas.space.create` takes to rebuild ``space`` in another process: its name where
+    that is a built-in space of this definition, else what it was made from (a YAML file by absolute
+    path; ``NAME:TYPE=...``); None where neither gives this definition. A user's YAML space is not
+    known by its name: a reference named by it could not be rebuilt, and the build failed."""
+    from pathlib import Path
+
+    from hwnas.space import create
+
+    source = space.source
+    if source.endswith((".yaml", ".yml")):
+        source = str(Path(source).resolve())
+    for spec in (space.name, source):
+        try:
+            if create(spec).hash == space.hash:
+                return spec
+        except Exception:  # noqa: BLE001  a probe: any failure to rebuild means "not by this spec"
+            continue
+    return None
 
 
 def affordable(name: str) -> bool:

@@ -283,24 +283,38 @@ def normalized_ms(measurement: dict, reference_ms: float | None) -> float | None
 
 def retest_spread(measured: dict[str, dict]) -> dict | None:
     """Test-retest of whole models measured in >= 2 rounds (far apart in time: every other model is
-    measured in between): relative difference between the first two rounds, raw and normalized.
-    The floor no table can beat on this machine."""
-    raw, norm = [], []
+    measured in between): relative difference between the first two rounds, raw and normalized,
+    and the Kendall τ of the first round's times against the second's (``*_kendall_tau``, with >= 3
+    models): the floor no table can beat on this machine, for the error and for the ranking."""
+    from scipy import stats
+
+    raw, norm, raw_pairs, norm_pairs = [], [], [], []
     for m in measured.values():
         r = m.get("round_medians_ms") or []
         if len(r) >= 2:
             raw.append(abs(r[0] - r[1]) / (0.5 * (r[0] + r[1])))
+            raw_pairs.append(r[:2])
         q = m.get("round_ratios") or []
         if len(q) >= 2:
             norm.append(abs(q[0] - q[1]) / (0.5 * (q[0] + q[1])))
+            norm_pairs.append(q[:2])
     if not raw:
         return None
+
+    def tau(pairs):
+        a, b = np.asarray(pairs, dtype=float).T
+        return float(stats.kendalltau(a, b).statistic)
+
     out = {"n": len(raw), "raw_median_pct": float(100 * np.median(raw)), "raw_p90_pct": float(100 * np.percentile(raw, 90)),
            "raw_within_5_pct": float(100 * np.mean(np.array(raw) <= 0.05))}
+    if len(raw_pairs) >= 3:
+        out["raw_kendall_tau"] = tau(raw_pairs)
     if norm:
         out.update(normalized_median_pct=float(100 * np.median(norm)),
                    normalized_p90_pct=float(100 * np.percentile(norm, 90)),
                    normalized_within_5_pct=float(100 * np.mean(np.array(norm) <= 0.05)))
+        if len(norm_pairs) >= 3:
+            out["normalized_kendall_tau"] = tau(norm_pairs)
     return out
 
 

@@ -345,6 +345,31 @@ def test_a_model_of_the_space_is_a_reference_any_process_rebuilds(tmp_path):
     assert back.reference_name == name and back.reference_ms == pytest.approx(t.reference_ms) and t.reference_ms > 0
 
 
+def test_a_users_yaml_space_is_its_own_reference_by_path_or_falls_back(tmp_path, monkeypatch):
+    """A space read from the user's YAML file is not known by its name: its model reference names the
+    file by absolute path (``create`` rebuilds it, hash checked); where nothing rebuilds it (the file
+    changed since), the table takes the convolution stack instead of failing the build."""
+    from _spaces import MICRO_SPACE
+    from hwnas.cli.lut import _reference_for
+    from hwnas.reference import rebuild_spec, space_model_reference
+    from hwnas.space import create
+    from lut.reference import REFERENCE_NAME, reference_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "micro.yaml").write_text(MICRO_SPACE)
+    space = create("micro.yaml")  # relative, as a user types it
+    assert rebuild_spec(space) == str(tmp_path / "micro.yaml") and rebuild_spec(create("inas-smoke")) == "inas-smoke"
+    name = space_model_reference(space, 32)
+    assert name.endswith(f"@{tmp_path / 'micro.yaml'}")
+    module, inputs = reference_model(name)
+    assert inputs[0].shape == (1, 3, 32, 32)
+    monkeypatch.setattr("profilers.cache.retained_cache_bytes", lambda: 1 << 40)  # cache-resident: a model of the space
+    assert _reference_for(space, [32]) == name
+    (tmp_path / "micro.yaml").write_text(MICRO_SPACE.replace("name: micro", "name: micro2"))
+    assert rebuild_spec(space) is None and space_model_reference(space, 32) is None
+    assert _reference_for(space, [32]) == REFERENCE_NAME
+
+
 def test_torn_journal_line_is_dropped(tmp_path):
     blocks = synthetic_blocks()
     out = tmp_path / "t.parquet"
@@ -614,6 +639,7 @@ def test_cli_build_validate_calibrate_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "plain sum vs measured" in out and "n=4 MAPE" in out and "calibrated prediction" in out
     assert "saved the calibration" in out and "during the build: this machine runs" in out
+    assert "; round 1 vs round 2 tau: raw " in out  # two rounds (the default) of 4 models: the ranking floor
     report = json.loads((tmp_path / "micro.parquet.validation" / "report.json").read_text())
     assert len(report["models"]) == 4 and report["calibration"]["kind"] == "affine"
     assert (tmp_path / "micro.parquet.validation" / "scatter.png").stat().st_size > 1000
@@ -657,3 +683,18 @@ def test_whole_models_are_exported_ahead_in_worker_processes(tmp_path):
     assert all(path.is_file() and shapes == [(1, 3, 32, 32)] for path, shapes in arts.values())
     lambdas = [ModelCase(c.name, c.keys, lambda c=c: c.build()) for c in cases]
     assert _export_ahead(lambdas, ort(), tmp_path / "l", progress=False) == {}
+
+
+def test_retest_spread_states_the_error_and_the_ranking_floor():
+    """A validation's retest: the relative difference of each model's two rounds and the Kendall τ
+    of round 1 against round 2 (one discordant pair of 6 gives (5 - 1) / 6)."""
+    from lut.validate import retest_spread
+
+    measured = {name: {"round_medians_ms": raw, "round_ratios": norm} for name, raw, norm in (
+        ("a", [10, 10.5], [1.0, 1.2]), ("b", [20, 19], [2.0, 1.1]), ("c", [30, 33], [3.0, 3.0]), ("d", [40, 38], [4.0, 4.0]))}
+    r = retest_spread(measured)
+    assert r["n"] == 4 and r["raw_median_pct"] == pytest.approx(100 / 19.5)  # 4.88, 5.13, 9.52, 5.13 %
+    assert r["raw_kendall_tau"] == pytest.approx(1.0) and r["normalized_kendall_tau"] == pytest.approx(4 / 6)
+    two = retest_spread({k: measured[k] for k in "ab"})
+    assert "raw_kendall_tau" not in two and "normalized_kendall_tau" not in two  # too few models to rank
+    assert retest_spread({"a": {"round_medians_ms": [10]}}) is None

@@ -10,11 +10,15 @@ from pathlib import Path
 from hwnas.cli.argtypes import int_list, non_negative_int, positive_int, shard
 from hwnas.cli.profilers import add_backend_args, make_profiler
 
-# block tables have hundreds of sub-millisecond entries: >= 100 runs and 0.2 s of timed runs each keeps an
-# inas-sod build near 15 min and inas-tiny under 5 min on one core. settle_ms: a fast callable's turn opens
-# with untimed runs filling 2 ms (profilers.stats.time_interleaved): on the Intel host the 32 px reference
-# ran ~5 % slow for ~1 ms after a whole 320 px model (runs 2-20 after it), so with 0.2 ms it read 0.955x
-# as fast in a build's windows as in a validation's (p10-p90 0.925-1.005), with 2 ms 1.003x (0.996-1.006)
+# runs 50 (timed runs per callable and window, >= 0.2 s of them): a block's cost is a ratio of two window
+# medians, whose sampling error at 50 runs (~0.7 % at an IQR of 5 %) averages out over a model's ~30 blocks,
+# while the build's time is proportional to the runs: with 100, an inas-sod build at 320 px took 6.3 s per
+# block on the AMD EPYC host (97 min projected), with 50 3.4 s (53 min), the same 16 blocks back to back
+# (bench/build_time_split.py --runs); scored on a fresh build and fresh models (README).
+# settle_ms: a fast callable's turn opens with untimed runs filling 2 ms (profilers.stats.time_interleaved):
+# on the Intel host the 32 px reference ran ~5 % slow for ~1 ms after a whole 320 px model (runs 2-20 after
+# it), so with 0.2 ms it read 0.955x as fast in a build's windows as in a validation's (p10-p90 0.925-1.005),
+# with 2 ms 1.003x (0.996-1.006)
 # (bench/reference_windows.py --space inas-sod --resolution 320 --seed 52 --settle-ms 0.2 / 2).
 # reference_settle_runs: the 2-5 ms 256 px reference needs ~3-5 runs to recover from a whole model
 # (profilers.stats.Protocol.reference_settle_runs); costs 4 of its runs per turn. flush_threads 0: the
@@ -26,7 +30,7 @@ from hwnas.cli.profilers import add_backend_args, make_profiler
 # there on inas-tiny at 64 px, builds A/B/A with 2/1/2: MAPE 12.4 / 19.4 / 11.7 % on the same 12 models
 # (the 1-window validation ran in a 1.14x slower machine state, so not conclusive); kept at 2 until an
 # A/B says otherwise.
-BUILD_PROTOCOL = {"runs": 100, "min_time_s": 0.2, "max_attempts": 2, "settle_ms": 2.0, "reference_settle_runs": 5,
+BUILD_PROTOCOL = {"runs": 50, "min_time_s": 0.2, "max_attempts": 2, "settle_ms": 2.0, "reference_settle_runs": 5,
                   "flush_threads": 0}
 
 
@@ -223,7 +227,8 @@ def _reference_for(space, res: list[int], threads: int = 1, retained: int | None
     model at every resolution does not stay cached (``retained``: bytes that do, default measured by
     ``profilers.cache.retained_cache_bytes``), as its context runs are flushed; a
     whole model of the space itself at the smallest resolution where that model is cheap to time in
-    every window (``hwnas.reference.affordable``): the small convolution stack tracked cache-resident
+    every window (``hwnas.reference.affordable``) and some name rebuilds the space
+    (``hwnas.reference.rebuild_spec``): the small convolution stack tracked cache-resident
     sub-ms models only partly (their ratio to it moved 1.37x over 8 minutes on one host, to a model
     of the space 1.10x); the small convolution stack otherwise (a large model in a large cache), at
     one thread. A multi-threaded table of such models takes the L3-sized one there too: beside 8
@@ -238,7 +243,7 @@ def _reference_for(space, res: list[int], threads: int = 1, retained: int | None
     if all(flush_bytes(space.model_bytes(r), retained) for r in res):
         return LARGE_REFERENCE_NAME
     ref = space_model_reference(space, min(res))
-    if affordable(ref):
+    if ref is not None and affordable(ref):
         return ref
     return LARGE_REFERENCE_NAME if threads > 1 else REFERENCE_NAME
 
@@ -414,7 +419,10 @@ def _validate(args) -> int:
         r = report["retest"]
         norm = (f"; drift-compensated median {r['normalized_median_pct']:.2f} %, p90 {r['normalized_p90_pct']:.2f} %"
                 if "normalized_median_pct" in r else "")
-        print(f"test-retest (same models, two rounds): raw median {r['raw_median_pct']:.2f} %, p90 {r['raw_p90_pct']:.2f} %{norm}")
+        taus = ", ".join(f"{what} {r[k]:.3f}" for what, k in (("raw", "raw_kendall_tau"),
+                                                              ("drift-compensated", "normalized_kendall_tau")) if k in r)
+        print(f"test-retest (same models, two rounds): raw median {r['raw_median_pct']:.2f} %, p90 {r['raw_p90_pct']:.2f} %{norm}"
+              + (f"; round 1 vs round 2 tau: {taus}" if taus else ""))
     if report.get("reference_now_vs_build"):
         x = report["reference_now_vs_build"]
         print(f"reference now {report['reference_now_ms']:.4f} ms, {report['reference_ms']:.4f} ms during the build: this "

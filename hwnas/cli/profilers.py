@@ -15,7 +15,7 @@ def add_backend_args(p, default_backend: str | None = "onnxruntime-cpu") -> None
     p.add_argument("--host", default=None, help="measure on this SSH host (user@machine or a ~/.ssh/config alias)")
     p.add_argument("--remote-python", default="python3", help="python with hwnas's profilers on the remote host")
     p.add_argument("--ssh-config", default=None, help="ssh -F config file (default: your ~/.ssh/config)")
-    p.add_argument("--runs", type=positive_int, default=None, help="timed runs at least (default 50; 100 per block in `lut build`)")
+    p.add_argument("--runs", type=positive_int, default=None, help="timed runs at least (default 50, also per block and window in `lut build`)")
     p.add_argument("--min-time-s", type=non_negative_float, default=None, help="timed seconds at least (default 1.0; 0.2 per block in `lut build`)")
     p.add_argument("--max-attempts", type=positive_int, default=None, help="re-measure an unstable result up to this many times")
     p.add_argument("--backend-option", dest="backend_options", type=key_value, action="append", default=[],
