@@ -18,9 +18,9 @@ PREFIX = "space-model:"
 ARCH_SEED = 12345  # draws the reference arch (bench/reference_candidates.py --ref-seed): fixed, not tuned
 # A cost cap, not a tuned threshold: the reference gets >= 50 timed runs in every block window
 # (the build's protocol; 100 when the cap was set), so a reference of 50 MMAC (~5 ms at 10 GMAC/s,
-# one core) adds ~0.25 s to each window. The spaces measured sit far on either side: inas-tiny's reference 4.5 MMAC at 64 px,
-# 10.1 at 96 px (sub-ms models, where it was validated); inas-sod's 1838 MMAC at 320 px, which would
-# make a 928-block build spend hours timing the reference.
+# one core) adds ~0.25 s to each window. The spaces measured sit far on either side: inas-tiny's
+# reference 4.5 MMAC at 64 px, 10.1 at 96 px (sub-ms models, where it was validated); inas-sod's
+# 1838 MMAC at 320 px, which would make a 928-block build spend hours timing the reference.
 MAX_MACS = 50_000_000
 
 
