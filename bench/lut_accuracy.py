@@ -61,6 +61,8 @@ def main() -> None:
     r["bench"] = {"wall_s": wall_s, "load_before": load_before, "load_after": load_after, "command": cmd}
     (out_dir / "report.json").write_text(json.dumps(r, indent=2))
 
+    from lut.validate import retest_tau_text
+
     d, cal = r["device"], r["calibration"]
     lines = [f"# LUT accuracy: {r['space']['name']} on {r['backend']['name']} ({d.get('threads')} thread(s))", "",
              f"Table `{args.lut}`; device {d.get('cpu_model')} ({d.get('logical_cores')} cores)"
@@ -85,9 +87,7 @@ def main() -> None:
                       f"{rt['raw_median_pct']:.2f} % raw (p90 {rt['raw_p90_pct']:.2f} %)"
                       + (f", {rt['normalized_median_pct']:.2f} % drift-compensated (p90 {rt['normalized_p90_pct']:.2f} %)"
                          if "normalized_median_pct" in rt else "")
-                      + (f"; Kendall τ of round 1 against round 2: {rt['raw_kendall_tau']:.3f} raw"
-                         + (f", {rt['normalized_kendall_tau']:.3f} drift-compensated" if "normalized_kendall_tau" in rt else "")
-                         + " (the ranking no table can beat here)" if "raw_kendall_tau" in rt else "") + "."]
+                      + (f"; {retest_tau_text(rt)} (the ranking no table can beat here)" if retest_tau_text(rt) else "") + "."]
     lines += ["", f"Latency model: {r.get('latency_model')}; reference median {r.get('reference_ms')} ms, "
                   f"call overhead {r.get('call_ms')} ms."]
     if cal:

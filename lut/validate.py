@@ -318,6 +318,13 @@ def retest_spread(measured: dict[str, dict]) -> dict | None:
     return out
 
 
+def retest_tau_text(retest: dict) -> str:
+    """"round 1 vs round 2 tau: raw …, drift-compensated …" from :func:`retest_spread`'s result, or ""."""
+    taus = ", ".join(f"{what} {retest[k]:.3f}" for what, k in (("raw", "raw_kendall_tau"),
+                                                              ("drift-compensated", "normalized_kendall_tau")) if k in retest)
+    return f"round 1 vs round 2 tau: {taus}" if taus else ""
+
+
 def validate(table, calibration_cases: Sequence[ModelCase], validation_cases: Sequence[ModelCase], profiler,
              journal: Path | None = None, progress: bool = True, calibration_kind: str = "auto",
              shard: tuple[int, int] | None = None, rounds: int = 1) -> dict | None:

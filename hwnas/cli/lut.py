@@ -419,10 +419,11 @@ def _validate(args) -> int:
         r = report["retest"]
         norm = (f"; drift-compensated median {r['normalized_median_pct']:.2f} %, p90 {r['normalized_p90_pct']:.2f} %"
                 if "normalized_median_pct" in r else "")
-        taus = ", ".join(f"{what} {r[k]:.3f}" for what, k in (("raw", "raw_kendall_tau"),
-                                                              ("drift-compensated", "normalized_kendall_tau")) if k in r)
+        from lut.validate import retest_tau_text
+
+        taus = retest_tau_text(r)
         print(f"test-retest (same models, two rounds): raw median {r['raw_median_pct']:.2f} %, p90 {r['raw_p90_pct']:.2f} %{norm}"
-              + (f"; round 1 vs round 2 tau: {taus}" if taus else ""))
+              + (f"; {taus}" if taus else ""))
     if report.get("reference_now_vs_build"):
         x = report["reference_now_vs_build"]
         print(f"reference now {report['reference_now_ms']:.4f} ms, {report['reference_ms']:.4f} ms during the build: this "
