@@ -177,7 +177,13 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default=None, help="result file stem (default from the settings)")
     ap.add_argument("--runs", type=int, default=None,
                     help="pass `--runs N` to the build (a candidate protocol; default: the build's own default)")
+    ap.add_argument("--reference-every", type=int, default=None,
+                    help="Protocol.reference_every of the build (a candidate protocol; default: the build's own)")
     args = ap.parse_args(argv)
+    import hwnas.cli.lut as lut_cli
+
+    if args.reference_every is not None:  # the build reads its protocol from this dict, in this process
+        lut_cli.BUILD_PROTOCOL["reference_every"] = args.reference_every
 
     from hwnas.cli import main as hwnas_main
     from hwnas.space import create
@@ -197,10 +203,10 @@ def main(argv=None) -> int:
         return rc
     n_blocks = len({b.key for b in create(args.space).all_blocks([args.resolution])})
     res = summarise(ledger, wall, n_blocks)
-    from hwnas.cli.lut import BUILD_PROTOCOL
     from profilers.fingerprint import cpu_model, cpu_signature
 
-    res.update(command=["hwnas", *cmd[:-2]], build_protocol=dict(BUILD_PROTOCOL), machine=f"{platform.processor() or platform.machine()} "
+    protocol = dict(lut_cli.BUILD_PROTOCOL, **({"runs": args.runs} if args.runs else {}))  # what the build ran
+    res.update(command=["hwnas", *cmd[:-2]], build_protocol=protocol, machine=f"{platform.processor() or platform.machine()} "
                f"({cpu_model()}, {cpu_signature()}, {os.cpu_count()} cores)", load_before=load_before,
                cache_env=os.environ.get("HWNAS_CACHE_BYTES"))
     stem = args.name or f"build_time_split_{args.backend}{args.threads}_{args.space}_{args.resolution}"

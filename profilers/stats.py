@@ -73,6 +73,13 @@ class Protocol:
     # 0.991 (bench/reference_windows.py --seed 99, Intel model 167). `hwnas lut build` uses 0. Tables
     # built before record no field: 1, the flush they were built with.
     flush_threads: int = 1
+    # the drift reference takes a turn every this many cycles and records this many times the runs of a
+    # turn there, so it keeps its sample count while paying its settling runs (reference_settle_runs)
+    # once per that many cycles. Why: a 320 px inas-sod build spent 54 % of its timing on the reference's
+    # runs, 5 of every 7 of them untimed settling (bench/build_time_split.py, AMD EPYC); its turns stay
+    # spread over the whole window, so a slow spell still lands on it and the blocks alike.
+    # 1: every cycle (tables built before record no field). `hwnas lut build` uses 2.
+    reference_every: int = 1
 
     def __post_init__(self):
         if self.warmup_runs < 10 or self.warmup_s < 0.2:
@@ -82,9 +89,11 @@ class Protocol:
         if self.clock not in CLOCKS:
             raise ProfilerError(f"clock {self.clock!r} unknown; allowed: {list(CLOCKS)}")
         if (self.runs < 1 or self.min_time_s < 0 or self.max_attempts < 1 or self.rounds < 1 or self.settle_ms < 0
-                or not 0 <= self.reference_settle_runs <= SETTLE_MAX_RUNS or self.flush_threads < 0):
+                or not 0 <= self.reference_settle_runs <= SETTLE_MAX_RUNS or self.flush_threads < 0
+                or self.reference_every < 1):
             raise ProfilerError(f"runs >= 1, min_time_s >= 0, max_attempts >= 1, rounds >= 1, settle_ms >= 0, "
-                                f"0 <= reference_settle_runs <= {SETTLE_MAX_RUNS} and flush_threads >= 0 required, "
+                                f"0 <= reference_settle_runs <= {SETTLE_MAX_RUNS}, flush_threads >= 0 and "
+                                f"reference_every >= 1 required, "
                                 f"got {self}")
 
     def to_dict(self) -> dict:
@@ -223,7 +232,8 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
     :class:`Measurement` per name; re-measured (up to ``max_attempts``) while the first name's
     IQR/median is past ``unstable_iqr``. ``before[name]``, where given, runs before every run of
     ``name``, outside the timed region (a cache flush: ``profilers.cache``). ``reference``: the name of
-    the drift reference, whose turns open with at least ``protocol.reference_settle_runs`` untimed runs.
+    the drift reference, whose turns open with at least ``protocol.reference_settle_runs`` untimed runs
+    and come every ``protocol.reference_every`` cycles, each recording that many turns' runs.
     """
     import random as _random
 
@@ -260,15 +270,21 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
                  for n in names}
         if reference in skips and skip:
             skips[reference] = max(skips[reference], protocol.reference_settle_runs)
+        recorded = {n: batch - skip for n in names}
+        # the first name's samples end the window: as the reference it keeps a turn every cycle
+        every = protocol.reference_every if reference in runs and reference != names[0] else 1
+        if every > 1:
+            recorded[reference] *= every
         samples: dict[str, list[float]] = {n: [] for n in names}
-        t_start = clock()
+        t_start, cycle = clock(), 0
         while ((len(samples[names[0]]) < protocol.runs or clock() - t_start < protocol.min_time_s)
                and len(samples[names[0]]) < protocol.max_runs):
-            order = names[:]
+            order = names[:] if cycle % every == 0 else [n for n in names if n != reference]
             rng.shuffle(order)
+            cycle += 1
             for n in order:
                 run, pre_run, skip_n = runs[n], pre[n], skips[n]
-                for k in range(skip_n + batch - skip):
+                for k in range(skip_n + recorded[n]):
                     pre_run()
                     a = clock()
                     run()
@@ -276,7 +292,8 @@ def time_interleaved(runs: dict[str, Callable[[], object]], protocol: Protocol, 
                         samples[n].append((clock() - a) * 1e3)
         got = {n: Measurement.from_samples(samples[n], warm, protocol.unstable_iqr, attempt,
                                            dict(info or {}, interleaved_with=[m for m in names if m != n],
-                                                interleave_batch=batch, interleave_skip=skips[n]))
+                                                interleave_batch=batch, interleave_skip=skips[n],
+                                                **({"interleave_every": every} if n == reference and every > 1 else {})))
                for n in names}
         if best is None or got[names[0]].iqr_over_median < best[names[0]].iqr_over_median:
             best = got

@@ -244,6 +244,49 @@ def test_the_reference_settles_for_its_own_runs_after_a_whole_model():
     with pytest.raises(ProfilerError, match="flush_threads"):
         Protocol(**base, flush_threads=-1)
 
+def test_the_reference_turns_every_other_cycle_keep_its_samples_and_halve_its_settling():
+    """``reference_every`` (the build's 2): the reference takes a turn every that many cycles and
+    records that many turns' runs there, so its 5 settling runs are paid half as often while it keeps
+    as many samples, still steady ones, spread over the window; the first name (whose samples end the
+    window) keeps a turn every cycle even as the reference; tables without the field read 1."""
+    from hwnas.cli.lut import BUILD_PROTOCOL
+    from profilers.errors import ProfilerError
+
+    assert BUILD_PROTOCOL["reference_every"] == 2
+    base = dict(warmup_runs=10, warmup_s=0.2, runs=20, min_time_s=0.0, max_attempts=1, settle_ms=2.0,
+                reference_settle_runs=5)
+
+    def window(every, first="model"):
+        clock, ref, model = _replayed_transient([4.40, 3.66, 3.365, 3.365, 3.365], steady_ms=3.34)
+        calls = {"ref": 0}
+
+        def counted_ref():
+            calls["ref"] += 1
+            ref()
+
+        runs = {"model": model, "ref": counted_ref} if first == "model" else {"ref": counted_ref, "model": model}
+        before = calls["ref"]
+        got = time_interleaved(runs, Protocol(**base, reference_every=every), seed=3, clock=clock, reference="ref")
+        return got, calls["ref"] - before
+
+    one, _ = window(1)
+    two, _ = window(2)
+    assert len(one["model"].samples_ms) == len(two["model"].samples_ms) == 20
+    assert len(two["ref"].samples_ms) >= 20 and two["ref"].info["interleave_every"] == 2
+    assert "interleave_every" not in one["ref"].info
+    assert two["ref"].median_ms == pytest.approx(3.34, rel=1e-6) == one["ref"].median_ms
+    # 10 cycles: every cycle 10 turns x (5 settling + 2 recorded) runs; every other one 5 x (5 + 4)
+    _, timed_one = window(1)
+    _, timed_two = window(2)
+    warm = 2 * 10  # the warm-up's runs (two per cycle while the first after a switch is slow) are alike
+    assert (timed_one - warm, timed_two - warm) == (70, 45)
+    as_first, _ = window(2, first="ref")
+    assert "interleave_every" not in as_first["ref"].info and len(as_first["ref"].samples_ms) == 20
+    assert Protocol.from_dict({k: v for k, v in Protocol(**base).to_dict().items() if k != "reference_every"}).reference_every == 1
+    with pytest.raises(ProfilerError, match="reference_every"):
+        Protocol(**base, reference_every=0)
+
+
 
 def test_a_builds_flush_is_shared_by_as_many_threads_as_the_runtime_runs(tmp_path, monkeypatch):
     # one thread flushing while ONNX Runtime's second waits idle read the 2-thread reference 1.12x slow

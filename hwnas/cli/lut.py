@@ -21,7 +21,8 @@ from hwnas.cli.profilers import add_backend_args, make_profiler
 # with 2 ms 1.003x (0.996-1.006)
 # (bench/reference_windows.py --space inas-sod --resolution 320 --seed 52 --settle-ms 0.2 / 2).
 # reference_settle_runs: the 2-5 ms 256 px reference needs ~3-5 runs to recover from a whole model
-# (profilers.stats.Protocol.reference_settle_runs); costs 4 of its runs per turn. flush_threads 0: the
+# (profilers.stats.Protocol.reference_settle_runs); costs 4 of its runs per turn, paid every other cycle
+# (reference_every 2: its turns record two turns' runs; profilers.stats.Protocol.reference_every). flush_threads 0: the
 # cache flush before a block's runs is shared by as many threads as the runtime runs
 # (profilers.stats.Protocol.flush_threads).
 # max_attempts 2: a window is measured again when the isolated block's IQR/median passes 0.10. It costs
@@ -31,7 +32,7 @@ from hwnas.cli.profilers import add_backend_args, make_profiler
 # (the 1-window validation ran in a 1.14x slower machine state, so not conclusive); kept at 2 until an
 # A/B says otherwise.
 BUILD_PROTOCOL = {"runs": 50, "min_time_s": 0.2, "max_attempts": 2, "settle_ms": 2.0, "reference_settle_runs": 5,
-                  "flush_threads": 0}
+                  "flush_threads": 0, "reference_every": 2}
 
 
 def register(sub) -> None:
