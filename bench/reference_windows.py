@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--flush-threads", type=int, default=None, help="Protocol.flush_threads (default: the build's; 0: the runtime's threads)")
     ap.add_argument("--reference-settle-runs", type=int, default=None,
                     help="Protocol.reference_settle_runs (default: the build's)")
+    ap.add_argument("--reference-every", type=int, default=None, help="Protocol.reference_every (default: the build's)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -66,6 +67,8 @@ def main(argv=None) -> int:
         settle["reference_settle_runs"] = args.reference_settle_runs
     if args.flush_threads is not None:
         settle["flush_threads"] = args.flush_threads
+    if args.reference_every is not None:
+        settle["reference_every"] = args.reference_every
     ref_settle_runs = settle.get("reference_settle_runs", BUILD_PROTOCOL.get("reference_settle_runs", 0))
     block_prof, model_prof = build_and_model_profilers(args.backend, args.threads, **settle)
     space = create(args.space)
@@ -129,6 +132,8 @@ def main(argv=None) -> int:
         name += f"_refsettle{ref_settle_runs}"
     if block_prof.flush_threads > 1:  # the flush split over threads (0: the runtime's)
         name += f"_flush{block_prof.flush_threads}t"
+    if block_prof.protocol.reference_every > 1:  # results before the field existed carry no suffix
+        name += f"_every{block_prof.protocol.reference_every}"
     path = Path(__file__).resolve().parent / "results" / f"{name}.json"
     write_result(path, out)
     lines = [f"# The drift reference in build windows vs validation windows: {args.space} at {args.resolution} px, "
