@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     for a in archs:
         for b in space.blocks(a):
             blocks.setdefault(b.key, b)
-    model_bytes, model_between = _cold_context_plan(space, [res])
+    model_bytes, model_between = _cold_context_plan(space, [res], profiler=prof)
     t0 = time.monotonic()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="hwnas-differential-") as d:

@@ -62,12 +62,8 @@ def main(argv=None) -> int:
     space = create(args.space)
     res = args.resolution
     block_prof, model_prof = build_and_model_profilers(args.backend)
-    # a profiler that runs a whole model before each context run (the `between` variants): as
-    # OpenVINO's tables do (``Profiler.context_after_model_run``)
-    between_prof, _ = build_and_model_profilers(args.backend)
-    between_prof.context_after_model_run = True
     reference = _reference_for(space, [res])
-    model_bytes, model_between = _cold_context_plan(space, [res])
+    model_bytes, model_between = _cold_context_plan(space, [res], profiler=block_prof)
     variants = [v for v in args.variants.split(",") if v]
     unknown = {v for v in variants if not v.startswith("flush-")} - set(VARIANTS)
     if unknown:
@@ -91,7 +87,7 @@ def main(argv=None) -> int:
             # this resolution, or (a diagnostic bound that a build cannot use) the block's own model
             builder = (functools.partial(_whole_model, space, space.smallest(res)) if variant == "between-smallest"
                        else functools.partial(_whole_model, space, arch))
-            return BlockMeter(between_prof, d / f"{variant}{id(arch)}", seed=args.seed,
+            return BlockMeter(block_prof, d / f"{variant}{id(arch)}", seed=args.seed,
                               model_between={k: builder for k in set(keys)}, reference=reference)
 
         meters = {v: meter_for(v) for v in variants if v != "between-own"}

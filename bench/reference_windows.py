@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     blocks = rng.sample(space.all_blocks(res), args.blocks)
     archs = [space.sample(rng, resolution=args.resolution) for _ in range(args.models)]
     reference = _reference_for(space, res)
-    model_bytes, model_between = _cold_context_plan(space, res)
+    model_bytes, model_between = _cold_context_plan(space, res, profiler=block_prof)
     t0 = time.time()
     rows = []
     with tempfile.TemporaryDirectory(prefix="hwnas-refwin-") as d:

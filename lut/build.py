@@ -167,8 +167,8 @@ def _build(blocks: Sequence[BlockSpec], profiler, out: Path, space: dict, journa
     block's row is its fastest window (``profilers.stats.pool``). ``model_bytes`` (block key -> bytes
     a model holding it touches per inference, e.g. ``SearchSpace.model_bytes``): context runs follow
     a cache flush of that size; ``model_between`` (block key -> builder of a whole model at its
-    resolution): on runtimes that generate code per node, an untimed run of that model instead
-    (``lut.measure.BlockMeter``). ``limit`` stops after that many new measurements (the journal
+    resolution): on runtimes that profile nodes, an untimed run of that model instead
+    (``lut.measure.BlockMeter``; where: ``hwnas.cli.lut._cold_context_plan``). ``limit`` stops after that many new measurements (the journal
     stays, a rerun continues). ``reference``: the drift reference (``lut.reference``); a table or
     journal already at ``out`` keeps the one its rows were measured against. ``cache_probe``: what
     decided the flushes (``profilers.cache.probe_cache``), recorded in the metadata. Returns the table

@@ -21,7 +21,8 @@ outgrow the last-level cache, the context runs follow a cache flush (``profilers
 a 320 px inas-sod model the same kernels ran ~20 % slower than in a block timed over and over in
 warm caches. Where the model fits the cache but its other nodes still evict a block's state
 (``Profiler.context_after_model_run``: OpenVINO's JIT kernels, XNNPACK's operator state and weights
-in L2), the context runs follow an untimed run of the space's smallest model instead.
+in L2; on any runtime, a model that outgrows a core's private cache), the context runs follow an
+untimed run of the space's smallest model instead (``hwnas.cli.lut._cold_context_plan``).
 
 Backends whose runtime has no per-node profiler reachable from Python get the isolated time less
 one call's overhead (the per-inference part of the boundary cost; layout conversions stay in).

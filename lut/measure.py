@@ -84,11 +84,11 @@ def _nbytes(shapes) -> int:
 def latency_model_kind(profiler, flushed: bool = False, between: bool = False, reference: str = REFERENCE_NAME) -> dict:
     """How a table built with ``profiler`` measures context costs (``flushed``: context runs after a
     cache flush of the model's bytes; ``between``: after an untimed run of a whole model, where the
-    profiler generates code per node; ``reference``: the drift reference, ``lut.reference``); tables
+    build's plan asks for one and the profiler profiles nodes; ``reference``: the drift reference, ``lut.reference``); tables
     of different kinds never mix."""
     interleaved = bool(getattr(profiler, "can_interleave", False))
     profiled = interleaved and bool(getattr(profiler, "has_node_profile", False))
-    runs_between = between and profiled and bool(getattr(profiler, "context_after_model_run", False))
+    runs_between = between and profiled  # where is decided by the build's plan (hwnas.cli.lut._cold_context_plan)
     kind = {"version": 3, "reference": reference if interleaved else None,
             "context": "node-profile" if profiled else "call-overhead",
             "cache": ("model-run" if runs_between else "model-bytes-flush" if flushed and interleaved else "warm")}
@@ -148,8 +148,8 @@ class BlockMeter:
         """``model_bytes``: block key -> bytes of the cache flush before that block's context runs
         (``profilers.cache.flush_bytes`` of what a model holding it touches per inference; 0: none). ``model_between``:
         block key -> a builder of ``(module, example inputs)`` of a whole model at the block's
-        resolution; where the profiler asks for it (``Profiler.context_after_model_run``)
-        the block's context runs follow an untimed run of that model instead of the flush: what
+        resolution (where the build's plan asks for it: ``hwnas.cli.lut._cold_context_plan``); on a
+        runtime that profiles nodes the block's context runs follow an untimed run of that model: what
         a model's other blocks leave in the data and instruction caches and branch predictors.
         OpenVINO, inas-tiny at 64 px, two archs: their blocks' kernels in context summed to 192 /
         207 us warm and 207 / 242 us after each run of another architecture, against 210 / 253 us

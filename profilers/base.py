@@ -81,7 +81,9 @@ class Profiler:
     # (``lut.measure``; where that model fits the last-level cache and is cheap to run). OpenVINO's
     # CPU plugin JIT-compiles each convolution's kernel (code and branch history per node); XNNPACK
     # keeps per-operator state and packed weights that a 1.2 MB inas-tiny model pushes out of L2.
-    # ONNX Runtime's MLAS kernels, shared across nodes, leave it False.
+    # ONNX Runtime's MLAS kernels, shared across nodes, leave it False: there a model run comes
+    # before context runs only where the model outgrows a core's private cache (the build's plan,
+    # ``hwnas.cli.lut._cold_context_plan``).
     context_after_model_run = False
     # Whether a sample holds a per-call overhead that a whole model pays once and each isolated block
     # pays again (dispatch, binding inputs and outputs: what ``lut.reference.call_model`` measures);

@@ -88,6 +88,7 @@ class CacheProbe:
     ns_per_byte: tuple[float, ...]
     sysfs_llc_bytes: int
     climbs_bytes: tuple[int, ...] = ()
+    private_bytes: int = 0  # a core's own cache per sysfs (hwnas.cli.lut._cold_context_plan), 0: unknown
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -128,7 +129,8 @@ def probe_cache(passes: int = 5, climbs: int = 3) -> CacheProbe:
     A buffer is passed over repeatedly at sizes from twice the core's own cache upward (steps of
     sqrt(2), up to twice the last-level cache); a size counts as cached while its pass costs at most
     the midpoint between the first size's per-byte time and that of a buffer of twice the last-level
-    cache (memory); the ladder stops at the first size that does not. Rule fixed before it was
+    cache (memory); the ladder stops at the first size that does not (``private_bytes`` records that
+    own cache, as sysfs gives it). Rule fixed before it was
     scored on any table. The ladder is climbed ``climbs`` times and the median result kept: on a
     shared host the step at the boundary sits near the cutoff, and single climbs there gave 45, 64
     and (once, in a benchmark's process) at least 90 MiB. About 1-3 s; allocates up to twice the
@@ -143,7 +145,7 @@ def probe_cache(passes: int = 5, climbs: int = 3) -> CacheProbe:
                      key=lambda r: r[0])
     retained, sizes, times = results[len(results) // 2]
     return CacheProbe(int(retained), float(times[0]), float(memory_ns), tuple(sizes), tuple(float(t) for t in times),
-                      int(llc), tuple(int(r[0]) for r in results))
+                      int(llc), tuple(int(r[0]) for r in results), int(private_cache_bytes()))
 
 
 def borderline(model_bytes: int, climbs_bytes) -> bool:

@@ -124,9 +124,12 @@ class OnnxRuntimeCPU(Profiler):
         """Inputs and outputs bound once with IOBinding: the timed call is the inference only."""
         return self._bound_run(self.session(path), path, input_shapes)
 
-    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20, flush_bytes: int = 0):
+    def node_profile(self, path: Path, input_shapes: Sequence[Shape], runs: int = 20, flush_bytes: int = 0,
+                     between: tuple | None = None):
         """ORT's profiler (``enable_profiling``): the trimmed mean ``*_kernel_time`` of every node of
-        the optimized graph (``optimized_model_filepath``) over ``runs`` runs after a warm-up."""
+        the optimized graph (``optimized_model_filepath``) over ``runs`` runs after a warm-up.
+        ``between``: ``(path, input_shapes)`` of an artifact run once, untimed, before every run (as in
+        :meth:`measure_together`; its own session, so the profile holds none of its nodes)."""
         import json
         import tempfile
 
@@ -136,7 +139,7 @@ class OnnxRuntimeCPU(Profiler):
         from profilers.cache import CacheFlush
         from profilers.stats import trimmed_mean
 
-        flush = CacheFlush(flush_bytes, self.flush_threads)
+        flush = self.prepare(Path(between[0]), between[1]) if between else CacheFlush(flush_bytes, self.flush_threads)
         with tempfile.TemporaryDirectory(prefix="hwnas-ortprof-") as d:
             sess = self.session(path, profile_dir=d)
             run = self._bound_run(sess, path, input_shapes)

@@ -206,28 +206,37 @@ def test_openvino_conversion_starts_no_telemetry_process(tmp_path, monkeypatch):
 
 
 def test_context_runs_follow_a_model_run_only_where_the_model_fits_in_the_cache_and_is_cheap(monkeypatch):
-    """inas-tiny at 64 px stays cached here: its blocks' context runs follow a whole-model run;
+    """inas-tiny at 64 px stays cached here: its blocks' context runs follow a whole-model run where
+    the runtime asks for one or the model outgrows a core's private cache, else they run warm;
     where less than the model stays cached they follow the flush of the model's bytes."""
+    import types
+
     import profilers.cache
     from hwnas.cli.lut import _cold_context_plan
     from hwnas.space import create
 
     space = create("inas-tiny")
     model = space.model_bytes(64)
+    asks, plain = types.SimpleNamespace(context_after_model_run=True), types.SimpleNamespace()
     monkeypatch.setattr(profilers.cache, "retained_cache_bytes", lambda: 4 * model)
-    flush, between = _cold_context_plan(space, [64])
     keys = {b.key for b in space.all_blocks([64])}
-    assert set(between) == keys and set(flush) == keys and set(flush.values()) == {0}
+    for prof, private in ((asks, 2 * model), (plain, model // 2)):
+        flush, between = _cold_context_plan(space, [64], profiler=prof, private=private)
+        assert set(between) == keys and set(flush) == keys and set(flush.values()) == {0}
+    flush, between = _cold_context_plan(space, [64], profiler=plain, private=2 * model)  # fits L2: warm
+    assert between == {} and set(flush.values()) == {0}
+    assert set(_cold_context_plan(space, [64])[1]) == set(_cold_context_plan(space, [64], private=profilers.cache.private_cache_bytes())[1])
     monkeypatch.setattr(profilers.cache, "retained_cache_bytes", lambda: model // 2)
-    flush, between = _cold_context_plan(space, [64])
+    flush, between = _cold_context_plan(space, [64], profiler=asks)
     assert between == {} and set(flush) == keys and set(flush.values()) == {model}
     # nor where the model to run is too costly to run before every context run (hwnas.reference.MAX_MACS)
     import hwnas.reference
 
     monkeypatch.setattr(profilers.cache, "retained_cache_bytes", lambda: 4 * model)
     monkeypatch.setattr(hwnas.reference, "MAX_MACS", 1000)
-    flush, between = _cold_context_plan(space, [64])
-    assert between == {} and set(flush) == keys
+    for prof, private in ((asks, 2 * model), (plain, model // 2)):
+        flush, between = _cold_context_plan(space, [64], profiler=prof, private=private)
+        assert between == {} and set(flush) == keys
 
 
 def test_options_unknown_are_refused():
@@ -283,8 +292,9 @@ def test_build_through_ssh_matches_local_keys(sshd, tmp_path, backend):
 @needs_openvino
 def test_openvino_context_runs_follow_a_whole_model_and_never_mix_with_a_warm_table(tmp_path, monkeypatch):
     """OpenVINO generates a kernel per node: a block's context runs (timed and profiled) follow an
-    untimed run of a whole model; the table says so, and it does not mix with a warm one. Runtimes
-    with shared kernels (ONNX Runtime) ignore the model and keep their cache rule."""
+    untimed run of a whole model; the table says so, and it does not mix with a warm one. Given the
+    same plan, ONNX Runtime follows the model run too (the plan decides where: the runtime's ask, or
+    a model outgrowing a core's private cache)."""
     from lut.build import build
     from lut.errors import LUTError
     from lut.table import compatibility_problem
@@ -329,6 +339,9 @@ def test_openvino_context_runs_follow_a_whole_model_and_never_mix_with_a_warm_ta
         build([spec], profilers.get("openvino-cpu", threads=1, protocol=FAST), tmp_path / "warm.parquet", SPACE,
               progress=False, model_between={spec.key: whole_model})
     pytest.importorskip("onnxruntime")
+    # the build's plan decides where a model runs between (hwnas.cli.lut._cold_context_plan): any
+    # runtime that profiles nodes follows it
     ort = build([spec], profilers.get("onnxruntime-cpu", threads=1, protocol=FAST), tmp_path / "ort.parquet", SPACE,
                 progress=False, model_between={spec.key: whole_model})
-    assert ort.metadata["latency_model"]["cache"] == "warm" and "node_profile" not in ort.metadata["latency_model"]
+    assert ort.metadata["latency_model"]["cache"] == "model-run" and "node_profile" not in ort.metadata["latency_model"]
+    assert ort.context_ms(spec.key) > 0

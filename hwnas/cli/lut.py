@@ -192,32 +192,45 @@ def _whole_model(space, arch) -> tuple:
 
 
 # ------------------------------------------------------------------------------ commands
-def _cold_context_plan(space, res: list[int], retained: int | None = None) -> tuple[dict, dict]:
+def _cold_context_plan(space, res: list[int], retained: int | None = None, profiler=None,
+                       private: int | None = None) -> tuple[dict, dict]:
     """(block key -> bytes of the cache flush before its context runs, block key -> builder of the
     whole model run before them instead): ``lut.measure.BlockMeter``'s ``model_bytes`` and
     ``model_between``. ``retained``: bytes that stay cached between a model's inferences here
-    (default: measured, ``profilers.cache.retained_cache_bytes``).
+    (default: measured, ``profilers.cache.retained_cache_bytes``); ``profiler``: the table's
+    (``Profiler.context_after_model_run``); ``private``: a core's own cache below the last level
+    (default per sysfs, ``profilers.cache.private_cache_bytes``).
 
     A block's context runs follow a flush of a typical model's bytes at its resolution where that
-    model does not stay cached (``profilers.cache.flush_bytes``); where it does, none, and on
-    runtimes that ask for it (``Profiler.context_after_model_run``) an untimed run of the space's
-    smallest model at that resolution, if that model costs at most ``hwnas.reference.MAX_MACS``
-    (inas-tiny's: 1-4 MMAC; inas-sod's at 320 px: hundreds). Not where it outgrows the cache: there
-    the other blocks' data evicts the block's, which the flush reproduces, while ~150 untimed model
-    runs per block cost 4x the build (OpenVINO, inas-sod at 320 px, this 2-core VM: 9.8 s per block
-    against 2.5 s with the flush); nor where it is costly: a large model in a large cache (inas-sod at
-    320 px on a 300 MiB L3) would add hours, and there a block's own kernels, not the state between
-    nodes, dominate."""
+    model does not stay cached (``profilers.cache.flush_bytes``). Where it does, they follow an
+    untimed run of the space's smallest model at that resolution, if that model costs at most
+    ``hwnas.reference.MAX_MACS`` (inas-tiny's: 1-4 MMAC; inas-sod's at 320 px: hundreds), where the
+    runtime asks for it (``Profiler.context_after_model_run``) or the typical model outgrows the
+    core's private cache: inside such a model the other blocks evict a block's data from L2 between
+    its runs, which its context runs back to back keep there. ONNX Runtime, inas-tiny at 64 px
+    (1.2 MB) on an AMD host with a 512 KiB L2, two tables built back to back and each scored on the
+    same two validations of 30 models (``bench/tables_rescored.py``, result
+    ``tables_rescored_tiny-ort1-amd-s47-between``): context runs back to back predicted every model
+    low (-13.0 / -13.5 %), after the smallest model's run +7.6 / +8.0 %; on Intel hosts with a 2 MiB
+    L2 the same model stays in L2 and back-to-back context runs predicted within -2.3 % (session 35).
+    Otherwise warm. Not where the model outgrows the last-level cache: there the other blocks' data
+    evicts the block's from every level, which the flush reproduces, while ~150 untimed model runs per
+    block cost 4x the build (OpenVINO, inas-sod at 320 px, this 2-core VM: 9.8 s per block against
+    2.5 s with the flush); nor where it is costly: a large model in a large cache (inas-sod at 320 px
+    on a 300 MiB L3) would add hours, and there a block's own kernels, not the state between nodes,
+    dominate."""
     from hwnas.reference import MAX_MACS
     from lut.footprint import model_macs
-    from profilers.cache import flush_bytes, retained_cache_bytes
+    from profilers.cache import flush_bytes, private_cache_bytes, retained_cache_bytes
 
     retained = retained_cache_bytes() if retained is None else retained
+    private = private_cache_bytes() if private is None else private
+    asks = bool(getattr(profiler, "context_after_model_run", False))
     at_res = {r: space.all_blocks([r]) for r in res}
     bytes_at = {r: space.model_bytes(r) for r in res}
     model_bytes = {b.key: flush_bytes(bytes_at[r], retained) for r, bs in at_res.items() for b in bs}
     between_at = {r: functools.partial(_whole_model, space, space.smallest(r)) for r in res
-                  if not flush_bytes(bytes_at[r], retained)
+                  if not flush_bytes(bytes_at[r], retained) and (asks or bytes_at[r] > private)
                   and model_macs(*_whole_model(space, space.smallest(r))) <= MAX_MACS}
     model_between = {b.key: between_at[r] for r, bs in at_res.items() if r in between_at for b in bs}
     return model_bytes, model_between
@@ -269,7 +282,7 @@ def _cache_probe(out: str) -> tuple[dict, str]:
 def _build(args) -> int:
     from hwnas.space import create
     from lut.build import build
-    from profilers.cache import CACHE_BYTES_ENV, borderline, flush_bytes
+    from profilers.cache import CACHE_BYTES_ENV, borderline, flush_bytes, private_cache_bytes
 
     space = create(args.space)
     res = _resolutions(args.resolutions, space)
@@ -284,12 +297,21 @@ def _build(args) -> int:
           f"{' via ' + args.host if args.host else ''}, {args.threads} thread(s)", file=sys.stderr)
     probe, how = _cache_probe(args.out)
     retained = int(probe["retained_bytes"])
-    model_bytes, model_between = _cold_context_plan(space, res, retained)
+    private = int(probe.get("private_bytes") or private_cache_bytes())
+    model_bytes, model_between = _cold_context_plan(space, res, retained, prof, private)
     sizes = {r: space.model_bytes(r) for r in res}
     flushed = [r for r in res if flush_bytes(sizes[r], retained)]
-    print(f"cache: {retained / 2**20:.0f} MiB stays cached between passes here ({how}); "
-          + (f"context runs at {flushed} px follow a flush of the model's bytes" if flushed
-             else "models stay cached: context runs warm"), file=sys.stderr)
+    after_run = [r for r in res if r not in flushed and any(b.key in model_between for b in space.all_blocks([r]))]
+    warm = [r for r in res if r not in flushed and r not in after_run]
+    how_runs = [f"at {flushed} px follow a flush of the model's bytes"] if flushed else []
+    if after_run:
+        why = ("the runtime asks for it" if getattr(prof, "context_after_model_run", False) else
+               f"the model's {sizes[after_run[0]] / 2**20:.1f} MiB outgrow a core's {private / 2**10:.0f} KiB cache")
+        how_runs.append(f"at {after_run} px follow an untimed run of the space's smallest model ({why})")
+    if warm:
+        how_runs.append(f"at {warm} px run warm")
+    print(f"cache: {retained / 2**20:.0f} MiB stays cached between passes here ({how}); context runs "
+          + "; ".join(how_runs), file=sys.stderr)
     climbs = probe.get("climbs_bytes") or []
     unsure = [r for r in res if borderline(sizes[r], climbs)]
     if unsure and probe.get("source") == "measured":
