@@ -27,11 +27,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SPIN = "import time\nt = time.time()\nwhile time.time() - t < 3600: pass\n"
 
 
-def _build(space: str, resolution: int, out: Path, threads: int) -> float:
+def _build(space: str, resolution: int, out: Path, threads: int, context_after_model_run: str | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "hwnas", "lut", "build", "--space", space, "--backend", "onnxruntime-cpu",
-                    "--threads", str(threads), "--resolutions", str(resolution), "--out", str(out), "--no-progress"],
-                   check=True)
+    # the default build, or its A/B arm with the context runs' cache state forced (bench/lut_build_settle.py)
+    head = ([sys.executable, "-m", "hwnas", "lut", "build"] if context_after_model_run is None else
+            [sys.executable, str(Path(__file__).resolve().parent / "lut_build_settle.py"),
+             "--context-after-model-run", context_after_model_run, "--"])
+    subprocess.run([*head, "--space", space, "--backend", "onnxruntime-cpu", "--threads", str(threads),
+                    "--resolutions", str(resolution), "--out", str(out), "--no-progress"], check=True)
     return time.perf_counter() - t0
 
 
@@ -43,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="folder for the two tables (default: a temporary one)")
+    ap.add_argument("--context-after-model-run", choices=("yes", "no"), default=None,
+                    help="build both tables with the context runs' cache state forced (bench/lut_build_settle.py)")
     args = ap.parse_args(argv)
 
     import tempfile
@@ -56,13 +61,13 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     quiet, busy = work / "quiet.parquet", work / "busy.parquet"
     load = {"before": os.getloadavg()}
-    secs = {"quiet": _build(args.space, args.resolution, quiet, args.threads)}
+    secs = {"quiet": _build(args.space, args.resolution, quiet, args.threads, args.context_after_model_run)}
     spinner = subprocess.Popen([sys.executable, "-c", SPIN])
     try:
         if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
             os.sched_setaffinity(spinner.pid, {os.cpu_count() - 1})
         load["spinner_started"] = os.getloadavg()
-        secs["busy"] = _build(args.space, args.resolution, busy, args.threads)
+        secs["busy"] = _build(args.space, args.resolution, busy, args.threads, args.context_after_model_run)
         load["busy_build_done"] = os.getloadavg()
     finally:
         spinner.kill()
@@ -94,10 +99,11 @@ def main(argv=None) -> int:
         "models": rows,
     }
     RESULTS.mkdir(exist_ok=True)
-    name = f"lut_drift_{args.space}_s{args.seed}"
+    name = f"lut_drift_{args.space}_s{args.seed}" + (f"_between-{args.context_after_model_run}" if args.context_after_model_run else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
     p, s, m = result["prediction_busy_vs_quiet"], result["plain_sum_busy_vs_quiet"], result["block_medians_busy_vs_quiet"]
-    lines = [f"# Drift: {args.space} at {args.resolution} px, ONNX Runtime {args.threads} thread(s), default build settings", "",
+    lines = [f"# Drift: {args.space} at {args.resolution} px, ONNX Runtime {args.threads} thread(s), default build settings"
+             + (f" but context runs after a model run: {args.context_after_model_run}" if args.context_after_model_run else ""), "",
              f"Machine: {result['device']}, {os.cpu_count()} logical cores. Builds: {secs['quiet']:.0f} s as the machine was "
              f"(load {tuple(round(x, 2) for x in load['before'])}), {secs['busy']:.0f} s with a busy loop on the other core "
              f"(load after {tuple(round(x, 2) for x in load['busy_build_done'])}). Reference speed "
