@@ -44,10 +44,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import profilers
-    from hwnas.cli.lut import BUILD_PROTOCOL, _whole_model
+    from hwnas.cli.lut import BUILD_PROTOCOL, _cold_context_plan, _whole_model
     from hwnas.space import create
     from lut.measure import BlockMeter
-    from profilers.cache import flush_bytes
     from lut.validate import ModelCase, measure_cases
 
     t0 = time.perf_counter()
@@ -58,12 +57,11 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     archs = [space.sample(rng, resolution=res) for _ in range(args.archs)]
     blocks = {b.key: b for a in archs for b in space.blocks(a)}
-    model_bytes = {k: flush_bytes(space.model_bytes(res)) for k in blocks}  # as a build decides
-    between = functools.partial(_whole_model, space, space.smallest(res))
+    model_bytes, model_between = _cold_context_plan(space, [res], profiler=prof)  # as a build decides
     per_block: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="hwnas-context-io-") as d:
-        meter = BlockMeter(prof, Path(d), seed=args.seed, model_bytes=model_bytes,
-                           model_between={k: between for k in blocks})
+        meter = BlockMeter(prof, Path(d), seed=args.seed, model_bytes={k: model_bytes[k] for k in blocks},
+                           model_between={k: model_between[k] for k in blocks if k in model_between})
         meter.measure_io(list(blocks.values()))
         arts = meter.export_ahead(list(blocks.values()), Path(d) / "blocks")
         order = sorted(blocks)

@@ -84,8 +84,8 @@ def _nbytes(shapes) -> int:
 def latency_model_kind(profiler, flushed: bool = False, between: bool = False, reference: str = REFERENCE_NAME) -> dict:
     """How a table built with ``profiler`` measures context costs (``flushed``: context runs after a
     cache flush of the model's bytes; ``between``: after an untimed run of a whole model, where the
-    build's plan asks for one and the profiler profiles nodes; ``reference``: the drift reference, ``lut.reference``); tables
-    of different kinds never mix."""
+    build's plan asks for one and the profiler profiles nodes; ``reference``: the drift reference,
+    ``lut.reference``); tables of different kinds never mix."""
     interleaved = bool(getattr(profiler, "can_interleave", False))
     profiled = interleaved and bool(getattr(profiler, "has_node_profile", False))
     runs_between = between and profiled  # where is decided by the build's plan (hwnas.cli.lut._cold_context_plan)
