@@ -19,6 +19,13 @@ stated at the table's reference speed like the table's own context costs, which 
 The model is the one a user runs: its other blocks evict the inserted ones as they evict the
 block itself, and the footprint grows by the copies' few kB of weights only.
 
+``--in-context`` also inserts the same copies into the block's context graph (``lut.context``:
+the graph the table's build times and splits by ORT's profile) and times it with and without
+them in the same windows, warm and after an untimed run of the space's smallest model (the
+build's state where a model outgrows the L2): where that marginal matches the table, the split
+is right and the context graph differs from the model; where it matches the model, the split is
+what charges too much.
+
 The method was fixed before its first run (nothing is fitted on the models it is scored on).
 
     python bench/block_insertion.py --lut runs/s47/tiny-ort1.parquet --archs 8 --seed 151
@@ -94,6 +101,21 @@ def insertable(spec, table, shapes: dict, fusion_copies: str = "own"):
     return spec if shapes[spec.key] == tuple(spec.input_shapes[0]) else None
 
 
+def in_context_pair(spec, copies: int) -> dict:
+    """``{"once": (module, inputs), "twice": ...}``: ``spec``'s block in its context graph
+    (``lut.context.InContext``), alone and followed by ``copies`` fresh copies (fed its output once
+    per input, as :func:`with_copies` feeds them)."""
+    from lut.context import InContext, in_context
+
+    once, inputs = in_context(spec)
+    first = spec.build().eval()
+    extras = [spec.build().eval() for _ in range(copies)]
+    block = _Then.make(first, extras, [len(spec.input_shapes)] * copies)
+    twice = InContext(block, [s[1] for s in spec.input_shapes], [spec.input_shapes[0][1]], spec.model_input,
+                      spec.model_output).eval()
+    return {"once": (once, inputs), "twice": (twice, inputs)}
+
+
 def with_copies(space, arch, path: str, spec, copies: int, seed: int):
     """``for_export(SODNet(space, arch))`` with ``copies`` fresh copies of ``spec`` after module ``path``."""
     import torch
@@ -120,6 +142,13 @@ def main() -> None:
                     help="a fusion site gets copies of its own key (fed its output once per input) or one-input fusions")
     ap.add_argument("--seed", type=int, default=151)
     ap.add_argument("--rounds", type=int, default=6, help="interleaved windows per model")
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"block kinds to insert, comma-separated (of {', '.join(KINDS)})")
+    ap.add_argument("--keys-matching", default=None, metavar="REGEX",
+                    help="only sites whose inserted block's key matches (e.g. 'fusion r[24] ': the coarse levels' fusions)")
+    ap.add_argument("--in-context", action="store_true",
+                    help="also the same copies in the block's context graph (lut.context), warm and after an untimed run of "
+                         "the space's smallest model (the build's state where a model outgrows the L2): the marginal "
+                         "without a profiler, in the graph the table splits")
     ap.add_argument("--name", default=None, help="result name (default the table's file stem and the seed)")
     args = ap.parse_args()
 
@@ -132,6 +161,9 @@ def main() -> None:
     from lut.table import LatencyTable
     from lut.validate import table_profiler
 
+    kinds = [k for k in args.kinds.split(",") if k]
+    if set(kinds) - set(KINDS):
+        ap.error(f"--kinds: unknown {sorted(set(kinds) - set(KINDS))}; allowed: {', '.join(KINDS)}")
     t0 = time.time()
     tables = [LatencyTable.read(p) for p in args.lut]
     for path, t in zip(args.lut, tables):
@@ -151,27 +183,38 @@ def main() -> None:
         tmp = Path(tmp)
         ref_module, ref_inputs = reference_model(table.reference_name)
         ref_path = prof.exporting_as(table.backend.get("artifacts")).export(ref_module, ref_inputs, tmp / "reference.onnx")
+        if args.in_context:  # the build's untimed model run (hwnas.cli.lut._cold_context_plan), exported as a whole model
+            small, small_in = _whole_model(space, space.smallest(args.resolution))
+            between = (prof.export(small, small_in, tmp / "smallest.onnx"), [tuple(x.shape) for x in small_in])
         for i in range(args.archs):
             arch = space.sample(rng, resolution=args.resolution)
             sites = {}
             for spec, path in arch_block_paths(space, arch):
                 extra = insertable(spec, table, shapes, args.fusion_copies)
-                if extra is not None:
+                if extra is not None and (args.keys_matching is None or re.search(args.keys_matching, extra.key)):
                     sites.setdefault(spec.kind, []).append((path, extra))
             module, inputs = _whole_model(space, arch)
             shapes_in = [tuple(x.shape) for x in inputs]
             arts = {"model": (prof.export(module, inputs, tmp / f"model-{i}.onnx"), shapes_in),
                     "ref": (ref_path, [tuple(x.shape) for x in ref_inputs])}
             chosen = {}
-            for kind in KINDS:
+            cold = {}
+            for kind in kinds:
                 if sites.get(kind):
                     path, extra = rng.choice(sites[kind])
                     m, x = with_copies(space, arch, path, extra, args.copies, seed=zlib.crc32(f"{args.seed}|{i}|{kind}".encode()))
                     arts[kind] = (prof.export(m, x, tmp / f"model-{i}-{kind}.onnx"), shapes_in)
                     chosen[kind] = (path, extra.key)
+                    if args.in_context:
+                        for arm, (cm, cx) in in_context_pair(extra, args.copies).items():
+                            art = (prof.export(cm, cx, tmp / f"ctx-{i}-{kind}-{arm}.onnx"), [tuple(t.shape) for t in cx])
+                            arts[f"{kind}:warm-{arm}"] = art
+                            arts[f"{kind}:cold-{arm}"] = art
+                            cold[f"{kind}:cold-{arm}"] = between
             ratios: dict[str, list[float]] = {k: [] for k in arts if k != "ref"}
             for r in range(args.rounds):
-                got = prof.measure_together(arts, seed=zlib.crc32(f"{args.seed}|{i}|{r}".encode()), reference="ref")
+                got = prof.measure_together(arts, seed=zlib.crc32(f"{args.seed}|{i}|{r}".encode()), reference="ref",
+                                            between=cold or None)
                 for k in ratios:
                     ratios[k].append(got[k].median_ms / got["ref"].median_ms)
             base = np.array(ratios["model"])
@@ -183,10 +226,14 @@ def main() -> None:
                        "model_ms": float(np.median(base)) * scale,
                        # the other tables' context costs, in the first table's units (the same reference)
                        "other_context_ms": [t.context_ms(key) / t.reference_ms * scale for t in tables[1:]]}
+                for state in ("warm", "cold") if args.in_context else ():
+                    in_ctx = (np.array(ratios[f"{kind}:{state}-twice"]) - np.array(ratios[f"{kind}:{state}-once"])) / args.copies * scale
+                    row[f"in_context_{state}_ms"] = float(np.median(in_ctx))
                 rows.append(row)
                 print(f"[{i + 1}/{args.archs}] {kind:7s} {key:38s} marginal {row['marginal_ms']:.4f} "
-                      f"(spread {row['marginal_spread_ms']:.4f}) vs context {row['context_ms']:.4f}, isolated {row['isolated_ms']:.4f}",
-                      flush=True)
+                      f"(spread {row['marginal_spread_ms']:.4f}) vs context {row['context_ms']:.4f}, isolated {row['isolated_ms']:.4f}"
+                      + (f"; in context warm {row['in_context_warm_ms']:.4f}, after the model run {row['in_context_cold_ms']:.4f}"
+                         if args.in_context else ""), flush=True)
 
     def by_kind(context_of) -> dict:
         """Per block kind: sums over the sites, and the median of context / marginal and context − marginal."""
@@ -200,6 +247,9 @@ def main() -> None:
                          "context_ms": sum(context_of(r) for r in rs),
                          "median_context_over_marginal": statistics.median(positive) if positive else None,
                          "median_excess_ms": statistics.median(context_of(r) - r["marginal_ms"] for r in rs)}
+            for state in ("warm", "cold"):
+                if f"in_context_{state}_ms" in rs[0]:
+                    out[kind][f"in_context_{state}_ms"] = sum(r[f"in_context_{state}_ms"] for r in rs)
         return out
 
     summaries = {args.lut[0]: by_kind(lambda r: r["context_ms"])}
@@ -208,13 +258,16 @@ def main() -> None:
     name = args.name or f"{Path(args.lut[0]).stem}_s{args.seed}"
     luts = " ".join(args.lut)
     result = {"lut": args.lut, "resolution": args.resolution, "seed": args.seed, "rounds": args.rounds, "copies": args.copies,
+              "kinds": kinds, "in_context": args.in_context, "keys_matching": args.keys_matching,
               "fusion_copies": args.fusion_copies,
               "cpu": cpu_signature(), "reference": table.reference_name, "reference_ms": scale,
               "minutes": (time.time() - t0) / 60, "sites": rows, "by_kind": summaries}
     others = "".join(f" | context, table {j + 2}" for j in range(len(args.lut) - 1))
     lines = [f"# One more block inside a whole model: {luts}", "",
              f"`python bench/block_insertion.py --lut {luts} --resolution {args.resolution} --archs {args.archs} "
-             f"--copies {args.copies} --fusion-copies {args.fusion_copies} --seed {args.seed} --rounds {args.rounds}`; {result['minutes']:.1f} min on {cpu_signature()}. "
+             f"--copies {args.copies} --fusion-copies {args.fusion_copies} --kinds {','.join(kinds)}"
+             f"{' --in-context' if args.in_context else ''}"
+             f"{f' --keys-matching {chr(39)}{args.keys_matching}{chr(39)}' if args.keys_matching else ''} --seed {args.seed} --rounds {args.rounds}`; {result['minutes']:.1f} min on {cpu_signature()}. "
              f"ms at the first table's reference speed ({scale:.4f} ms); marginal = (model with {args.copies} copies − model) / "
              f"{args.copies}, the median over {args.rounds} interleaved windows (spread: max − min).", "",
              f"| kind | site | block | marginal (spread) | context, table 1{others} | isolated |",
@@ -229,6 +282,14 @@ def main() -> None:
             ratio = f"{s['median_context_over_marginal']:.2f}" if s["median_context_over_marginal"] is not None else "n/a"
             lines.append(f"- {kind}: {s['sites']} sites, marginal {s['marginal_ms']:.4f} vs context {s['context_ms']:.4f} ms "
                          f"(median ratio {ratio}, median excess {s['median_excess_ms']:+.4f} ms)")
+    if args.in_context:
+        lines += ["", "The same copies in the block's context graph, the marginal without a profiler (sums over the sites, ms): ", ""]
+        for r in rows:
+            lines.append(f"- {r['kind']} `{r['key']}`: in the model {r['marginal_ms']:.4f}; in context warm "
+                         f"{r['in_context_warm_ms']:.4f}, after the smallest model's run {r['in_context_cold_ms']:.4f}; table {r['context_ms']:.4f}")
+        for kind, s in summaries[args.lut[0]].items():
+            lines.append(f"- **{kind}**, {s['sites']} sites: in the model {s['marginal_ms']:.4f}; in context warm "
+                         f"{s['in_context_warm_ms']:.4f}, after the model run {s['in_context_cold_ms']:.4f}; table 1 {s['context_ms']:.4f}")
     results = Path(__file__).resolve().parent / "results"
     write_result(results / f"block_insertion_{name}.json", result)
     (results / f"block_insertion_{name}.md").write_text("\n".join(lines) + "\n")

@@ -1,6 +1,6 @@
 """The model surgery of bench/model_cuts.py and bench/block_insertion.py, on a real exported model:
 a model cut in two recomposes to itself in ONNX Runtime, and inserted copies are really in the
-graph (and keep the model's output shape)."""
+graph, whole model or context graph (and keep the output shape)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_a_model_cut_in_two_recomposes_to_itself(tmp_path):
 
 
 def test_block_insertion_puts_its_copies_into_the_model(tmp_path):
-    from block_insertion import KINDS, insertable, with_copies
+    from block_insertion import KINDS, in_context_pair, insertable, with_copies
 
     from hwnas.blocks import arch_block_paths, space_blocks
     from hwnas.cli.lut import _whole_model
@@ -78,3 +78,13 @@ def test_block_insertion_puts_its_copies_into_the_model(tmp_path):
         assert sum(n.op_type == "Conv" for n in g.node) == convs + 2 * block_convs, kind
         out = next(iter(_run(tmp_path / f"m-{kind}.onnx", {g.input[0].name: x[0].numpy()}).values()))
         assert out.shape == (1, 1, 64, 64)
+        # the same copies in the block's context graph: the twice graph holds them too, same output shape
+        graphs = {}
+        for arm, (cm, cx) in in_context_pair(extra, copies=2).items():
+            path_arm = _export(cm, cx, tmp_path / f"ctx-{kind}-{arm}.onnx")
+            graphs[arm] = onnx.load(str(path_arm)).graph
+            feeds = {i.name: t.numpy() for i, t in zip(graphs[arm].input, cx)}
+            graphs[arm + "-shape"] = next(iter(_run(path_arm, feeds).values())).shape
+        assert (sum(n.op_type == "Conv" for n in graphs["twice"].node)
+                == sum(n.op_type == "Conv" for n in graphs["once"].node) + 2 * block_convs), kind
+        assert graphs["twice-shape"] == graphs["once-shape"], kind
