@@ -24,6 +24,14 @@ warm caches. Where the model fits the cache but its other nodes still evict a bl
 in L2; on any runtime, a model that outgrows a core's private cache), the context runs follow an
 untimed run of the space's smallest model instead (``hwnas.cli.lut._cold_context_plan``).
 
+A block that keeps its input's shape (:func:`keeps_shape`) can be costed without any split: its
+context graph with one more copy of it (:func:`in_context_twice`) less the context graph, timed
+in the same window and state, is what one such block costs between its neighbours. A runtime whose
+``Profiler.context_split`` is ``"marginal"`` (ONNX Runtime) costs those blocks so: on the AMD hosts
+its profiler adds microseconds to every node's kernel time, and the profiled share charged an
+inas-tiny table's shape-keeping blocks enough to put every model ~10 % high, while one more copy
+cost the same inside whole models and in these graphs (``bench/block_insertion.py``).
+
 Backends whose runtime has no per-node profiler reachable from Python get the isolated time less
 one call's overhead (the per-inference part of the boundary cost; layout conversions stay in).
 """
@@ -89,6 +97,42 @@ def in_context(spec: BlockSpec) -> tuple[nn.Module, tuple]:
     ys = tuple(y) if isinstance(y, (tuple, list)) else (y,)
     module = InContext(block, [s[1] for s in spec.input_shapes], [int(t.shape[1]) for t in ys],
                        spec.model_input, spec.model_output).eval()
+    return module, inputs
+
+
+class _ThenCopy(nn.Module):
+    """A block and then a fresh copy of it (its own weights) fed the block's output once per input."""
+
+    def __init__(self, block: nn.Module, copy: nn.Module, n_inputs: int):
+        super().__init__()
+        self.block, self.copy, self.n_inputs = block, copy, n_inputs
+
+    def forward(self, *xs):
+        y = self.block(*xs)
+        return self.copy(*([y] * self.n_inputs))
+
+
+def keeps_shape(spec: BlockSpec) -> bool:
+    """Whether one more copy of ``spec``'s block can follow it: every input has the output's shape
+    and no side faces the model's own input or output (a fusion, a "same" branch, a stride-1
+    MBConv layer of one width)."""
+    shapes = {tuple(s) for s in spec.input_shapes}
+    if len(shapes) != 1 or spec.model_input or spec.model_output:
+        return False
+    with torch.no_grad():
+        y = spec.build().eval()(*spec.example_inputs())
+    return isinstance(y, torch.Tensor) and tuple(y.shape) in shapes
+
+
+def in_context_twice(spec: BlockSpec) -> tuple[nn.Module, tuple]:
+    """(module, example inputs) of ``spec``'s context graph (:func:`in_context`) with one more copy
+    of the block after it: less the context graph itself, what one such block costs between its
+    neighbours, timed without a profiler (``lut.measure.BlockMeter``, where the runtime's
+    ``Profiler.context_split`` is ``"marginal"``). Only for blocks that :func:`keeps_shape`."""
+    block = _ThenCopy(spec.build().eval(), spec.build().eval(), len(spec.input_shapes))
+    inputs = spec.example_inputs()
+    c = spec.input_shapes[0][1]
+    module = InContext(block, [s[1] for s in spec.input_shapes], [c], False, False).eval()
     return module, inputs
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from lut.blocks import BlockSpec
-from lut.context import NEIGHBOURS, attribute, in_context
+from lut.context import NEIGHBOURS, attribute, in_context, in_context_twice, keeps_shape
 from lut.reference import REFERENCE_NAME, call_model, io_model, reference_model
 
 NODE_PROFILE_RUNS = 20
@@ -101,12 +101,23 @@ def latency_model_kind(profiler, flushed: bool = False, between: bool = False, r
     revision = getattr(getattr(profiler, "inner", profiler), "node_profile_revision", None)
     if profiled and revision:
         kind["node_profile"] = revision
+    if profiled and context_split(profiler) == "marginal":
+        kind["split"] = "marginal"  # a shape-keeping block: one more copy in its context graph (lut.context)
     return kind
 
 
-def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) -> None:
-    """Export a block (and its context graph) into ``folder``, atomically: a temporary folder renamed
-    into place, so a killed export leaves nothing that looks complete."""
+def context_split(profiler) -> str:
+    """How the runtime's context runs are split between a block and its neighbours
+    (``Profiler.context_split``): ``"profile"``, by its per-node profile; ``"marginal"``, for a block
+    that keeps its input's shape the unprofiled context graph with one more copy of it less without
+    (``lut.context.in_context_twice``), the profile for the others."""
+    return getattr(getattr(profiler, "inner", profiler), "context_split", "profile")
+
+
+def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool, marginal: bool = False) -> None:
+    """Export a block (and its context graph; with ``marginal``, for a block that keeps its input's
+    shape, the context graph with one more copy too) into ``folder``, atomically: a temporary folder
+    renamed into place, so a killed export leaves nothing that looks complete."""
     from deploy.fileio import atomic_path, first_line
     from lut.errors import LUTError
 
@@ -125,6 +136,8 @@ def _export_block(profiler, block: BlockSpec, folder: Path, with_context: bool) 
                 ys = tuple(y) if isinstance(y, (tuple, list)) else (y,)
                 # line 1: the number of outputs; line 2: their fp32 bytes (the context run's I/O, IOCost)
                 (tmp / "outputs.txt").write_text(f"{module.n_outputs}\n{_nbytes([tuple(t.shape) for t in ys])}\n")
+                if marginal and keeps_shape(block):
+                    profiler.export(*in_context_twice(block), tmp / f"twice{suffix}")
         except OSError:  # disk full, permission: the CLI names the path and the cause
             raise
         except Exception as e:  # exporters raise many types; name the block
@@ -137,6 +150,7 @@ class BlockArtifacts:
     context: Path | None  # None: the runtime cannot profile nodes, the context graph would not be used
     n_outputs: int = 1
     output_bytes: int = 0  # of the context graph's outputs (0: unknown, exported by an earlier hwnas)
+    twice: Path | None = None  # the context graph with one more copy of the block (context_split "marginal")
 
 
 class BlockMeter:
@@ -172,6 +186,7 @@ class BlockMeter:
         self.ref_path = self._export(ref_module, ref_inputs, "reference")
         self.ref_shapes = [tuple(t.shape) for t in ref_inputs]
         self.node_profiles = self.interleaved and kind["context"] == "node-profile"
+        self.marginal = self.node_profiles and kind.get("split") == "marginal"
         if kind.get("call") == "none":
             self.call_ms, self.call_ref_ms = 0.0, math.nan
             return
@@ -277,9 +292,10 @@ class BlockMeter:
         jobs = {}
         for b in blocks:
             # the context scheme is in the name: a resumed build never reuses another scheme's context graph
-            folder = cache_dir / hashlib.sha1(f"{b.key}|{NEIGHBOURS}".encode()).hexdigest()[:20]
+            scheme = f"{b.key}|{NEIGHBOURS}" + ("|marginal" if self.marginal else "")
+            folder = cache_dir / hashlib.sha1(scheme.encode()).hexdigest()[:20]
             jobs[b.key] = (b, folder)
-        missing = [(self.profiler, b, f, self.node_profiles) for b, f in jobs.values() if not f.is_dir()]
+        missing = [(self.profiler, b, f, self.node_profiles, self.marginal) for b, f in jobs.values() if not f.is_dir()]
         workers = workers or default_workers()
         bar = tqdm(total=len(missing), desc="exporting blocks", unit="block", disable=not progress or not missing)
         if can_pool(_export_block, missing, workers, min_jobs=8):
@@ -295,8 +311,12 @@ class BlockMeter:
             lines = p.read_text().split() if p.is_file() else []
             return (int(lines[0]) if lines else 1), (int(lines[1]) if len(lines) > 1 else 0)
 
+        def twice(f: Path) -> Path | None:
+            p = f / f"twice{suffix}"
+            return p if self.marginal and p.is_file() else None
+
         return {k: BlockArtifacts(f / f"block{suffix}", (f / f"context{suffix}") if self.node_profiles else None,
-                                  *outputs(f)) for k, (b, f) in jobs.items()}
+                                  *outputs(f), twice=twice(f)) for k, (b, f) in jobs.items()}
 
     def measure(self, block: BlockSpec, arts: BlockArtifacts, window: int = 0):
         """(isolated Measurement, extra row fields) of one window."""
@@ -309,16 +329,28 @@ class BlockMeter:
         flush, between = self._flush(block) if arts.context is not None else (0, None)
         if arts.context is not None:
             arts_by_name["context"] = (arts.context, shapes)
+        cold = ["context"] + (["twice"] if arts.twice is not None else [])
+        if arts.twice is not None:
+            arts_by_name["twice"] = (arts.twice, shapes)
         # the isolated block stays warm (the plain-sum baseline); its in-model cost is measured cold
         # as far as a model's other blocks would make it
         got = self.profiler.measure_together(arts_by_name, seed=zlib.crc32(f"{self.seed}|{block.key}|{window}".encode()),
-                                             flush_bytes={"context": flush} if flush else None, reference="ref",
-                                             **({"between": {"context": between}} if between else {}))
+                                             flush_bytes={n: flush for n in cold} if flush else None, reference="ref",
+                                             **({"between": {n: between for n in cold}} if between else {}))
         ref_ms = got["ref"].median_ms
         call_here_ms = self.call_ms * ref_ms / self.call_ref_ms if self.call_ms else 0.0  # at this window's speed
         if arts.context is None:
             share = io_ms = math.nan
             context_ms = max(got["block"].median_ms - call_here_ms, 0.0)
+        elif arts.twice is not None:
+            # the graph with one more copy less the graph, same neighbours, same state: no profiler, no
+            # share (ORT's profiler adds microseconds to every node's kernel time on the AMD hosts, and a
+            # share by it charged the coarse levels' fusions 0.0953 ms where inside whole models and
+            # in these graphs one more copy cost 0.0587 / 0.0600 ms: bench/block_insertion.py); the call
+            # and the graph's I/O cancel, and such a block faces neither the model's input nor output
+            share = io_ms = math.nan
+            context_ms = max(got["twice"].median_ms - got["context"].median_ms, 0.0)
+            self.last = {"run_ms": got["context"].median_ms, "twice_ms": got["twice"].median_ms, "call_ms": call_here_ms}
         else:
             # ~0.05 s of profiled runs (20-200): sub-0.1 ms blocks need many for whole-microsecond timestamps
             runs_n = int(min(200, max(NODE_PROFILE_RUNS, 0.05 / max(got["context"].median_ms * 1e-3, 1e-6))))

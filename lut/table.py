@@ -78,7 +78,8 @@ def _protocol(d: dict | None) -> dict:
 
 def _latency_model_kind(meta: dict) -> dict | None:
     lm = meta.get("latency_model")
-    return {k: lm.get(k) for k in ("version", "reference", "context", "cache", "node_profile", "io", "call", "neighbours")} if lm else None
+    return {k: lm.get(k) for k in ("version", "reference", "context", "cache", "node_profile", "io", "call", "neighbours",
+                                  "split")} if lm else None
 
 
 def compatibility_problem(a: dict, b: dict) -> str | None:

@@ -85,6 +85,15 @@ class Profiler:
     # before context runs only where the model outgrows a core's private cache (the build's plan,
     # ``hwnas.cli.lut._cold_context_plan``).
     context_after_model_run = False
+    # How a block's context run is split from its neighbours' (``lut.measure.context_split``):
+    # "profile", by the runtime's per-node profile; "marginal", for a block that keeps its input's
+    # shape, the unprofiled context graph with one more copy of it less without (the profile for
+    # the others). ONNX Runtime takes "marginal": on the AMD hosts its profiler adds microseconds to
+    # every node's kernel time, and the profiled share charged an inas-tiny table's shape-keeping
+    # blocks ~18 % more than they cost (every model ~+10 %); with the marginal a fresh table predicted
+    # 30 fresh models within 3.96 % (README, Benchmark results).
+    # Elsewhere "profile" until a table built so is validated there.
+    context_split = "profile"
     # Whether a sample holds a per-call overhead that a whole model pays once and each isolated block
     # pays again (dispatch, binding inputs and outputs: what ``lut.reference.call_model`` measures);
     # a table then charges a block its time less one call. False where a sample holds none to take
