@@ -13,7 +13,7 @@ its copy fed its output once per input — "same" branches, stride-1 MBConv laye
 key of :func:`block_insertion.insertable`) gets as its context cost the marginal of one more copy
 in its context graph (``lut.context``: twice − once, timed interleaved with the table's reference
 over ``--rounds`` windows, every run after the build's own untimed run of the space's smallest model
-where the table records ``cache: model-run``, after its flush where ``flush``), stored as a ratio to
+where the table records ``cache: model-run``; a table whose context runs follow a flush is refused), stored as a ratio to
 the reference of its window like the build's, so the table's reference speed states it. Every other
 block keeps the build's cost. Score it beside the original on the same fresh validation
 (``bench/lut_accuracy.py`` then ``bench/tables_rescored.py``).
