@@ -36,6 +36,15 @@ def write_result(out: str | Path, result: dict) -> Path:
     return out
 
 
+def write_result_and_report(stem: str, result: dict, lines: list[str]) -> Path:
+    """``bench/results/<stem>.json`` (:func:`write_result`) and ``<stem>.md`` from ``lines``, which are
+    printed too."""
+    out = write_result(Path(__file__).resolve().parent / "results" / f"{stem}.json", result)
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return out
+
+
 def build_and_model_profilers(backend: str = "onnxruntime-cpu", threads: int = 1, **protocol):
     """(blocks' profiler, whole models' profiler) of ``backend`` with the build's protocol (``protocol``:
     fields to change in it): the first makes artifacts as ``hwnas lut build`` does (TorchScript ONNX where

@@ -46,31 +46,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_result  # noqa: E402  (bench/ is on the path of a script run from it)
+from _common import write_result_and_report  # noqa: E402  (bench/ is on the path of a script run from it)
 from profilers.fingerprint import cpu_signature  # noqa: E402
 
 KINDS = ("mbconv", "branch", "fusion")
-
-
-class _Then:
-    """Factory of a module that runs ``first`` and then each of ``extras`` (built lazily: torch)."""
-
-    @staticmethod
-    def make(first, extras, inputs: list[int]):
-        import torch.nn as nn
-
-        class Then(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.first, self.extras = first, nn.ModuleList(extras)
-
-            def forward(self, *xs):
-                y = self.first(*xs)
-                for extra, n in zip(self.extras, inputs):
-                    y = extra(*([y] * n))
-                return y
-
-        return Then()
 
 
 def _out_shape(spec) -> tuple:
@@ -102,18 +81,11 @@ def insertable(spec, table, shapes: dict, fusion_copies: str = "own"):
 
 
 def in_context_pair(spec, copies: int) -> dict:
-    """``{"once": (module, inputs), "twice": ...}``: ``spec``'s block in its context graph
-    (``lut.context.InContext``), alone and followed by ``copies`` fresh copies (fed its output once
-    per input, as :func:`with_copies` feeds them)."""
-    from lut.context import InContext, in_context
+    """``{"once": (module, inputs), "twice": ...}``: ``spec``'s block in its context graph, alone and
+    followed by ``copies`` fresh copies (``lut.context.in_context_twice``, as a build makes it)."""
+    from lut.context import in_context, in_context_twice
 
-    once, inputs = in_context(spec)
-    first = spec.build().eval()
-    extras = [spec.build().eval() for _ in range(copies)]
-    block = _Then.make(first, extras, [len(spec.input_shapes)] * copies)
-    twice = InContext(block, [s[1] for s in spec.input_shapes], [spec.input_shapes[0][1]], spec.model_input,
-                      spec.model_output).eval()
-    return {"once": (once, inputs), "twice": (twice, inputs)}
+    return {"once": in_context(spec), "twice": in_context_twice(spec, copies)}
 
 
 def with_copies(space, arch, path: str, spec, copies: int, seed: int):
@@ -121,13 +93,14 @@ def with_copies(space, arch, path: str, spec, copies: int, seed: int):
     import torch
 
     from hwnas.cli.lut import _whole_model
+    from lut.context import ThenCopies
 
     model, inputs = _whole_model(space, arch)
     parent_path, _, leaf = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     torch.manual_seed(seed)
     extras = [spec.build() for _ in range(copies)]
-    setattr(parent, leaf, _Then.make(parent.get_submodule(leaf), extras, [len(spec.input_shapes)] * copies))
+    setattr(parent, leaf, ThenCopies(parent.get_submodule(leaf), extras, len(spec.input_shapes)))
     return model.eval(), inputs
 
 
@@ -290,10 +263,7 @@ def main() -> None:
         for kind, s in summaries[args.lut[0]].items():
             lines.append(f"- **{kind}**, {s['sites']} sites: in the model {s['marginal_ms']:.4f}; in context warm "
                          f"{s['in_context_warm_ms']:.4f}, after the model run {s['in_context_cold_ms']:.4f}; table 1 {s['context_ms']:.4f}")
-    results = Path(__file__).resolve().parent / "results"
-    write_result(results / f"block_insertion_{name}.json", result)
-    (results / f"block_insertion_{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_result_and_report(f"block_insertion_{name}", result, lines)
 
 
 if __name__ == "__main__":

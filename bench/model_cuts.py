@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_result  # noqa: E402  (bench/ is on the path of a script run from it)
+from _common import write_result_and_report  # noqa: E402  (bench/ is on the path of a script run from it)
 from profilers.fingerprint import cpu_signature  # noqa: E402
 
 # module paths (weight-name prefixes) where each part of an SOD network begins, in forward order
@@ -214,10 +214,7 @@ def main() -> None:
                      f"{s['table_after_ms']:.4f} (excess {s['table_after_excess_ms']:+.4f})")
     w = summary["whole"]
     lines.append(f"- whole: measured {w['full_ms']:.4f}, predicted {w['predicted_ms']:.4f} (excess {w['excess_ms']:+.4f})")
-    results = Path(__file__).resolve().parent / "results"
-    write_result(results / f"model_cuts_{name}.json", result)
-    (results / f"model_cuts_{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_result_and_report(f"model_cuts_{name}", result, lines)
 
 
 if __name__ == "__main__":

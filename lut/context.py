@@ -100,16 +100,19 @@ def in_context(spec: BlockSpec) -> tuple[nn.Module, tuple]:
     return module, inputs
 
 
-class _ThenCopy(nn.Module):
-    """A block and then a fresh copy of it (its own weights) fed the block's output once per input."""
+class ThenCopies(nn.Module):
+    """A block and then fresh copies of it (their own weights), each fed the output before it once
+    per input the copy takes."""
 
-    def __init__(self, block: nn.Module, copy: nn.Module, n_inputs: int):
+    def __init__(self, block: nn.Module, copies: Sequence[nn.Module], n_inputs: int):
         super().__init__()
-        self.block, self.copy, self.n_inputs = block, copy, n_inputs
+        self.block, self.copies, self.n_inputs = block, nn.ModuleList(copies), n_inputs
 
     def forward(self, *xs):
         y = self.block(*xs)
-        return self.copy(*([y] * self.n_inputs))
+        for copy in self.copies:
+            y = copy(*([y] * self.n_inputs))
+        return y
 
 
 def keeps_shape(spec: BlockSpec) -> bool:
@@ -124,12 +127,12 @@ def keeps_shape(spec: BlockSpec) -> bool:
     return isinstance(y, torch.Tensor) and tuple(y.shape) in shapes
 
 
-def in_context_twice(spec: BlockSpec) -> tuple[nn.Module, tuple]:
-    """(module, example inputs) of ``spec``'s context graph (:func:`in_context`) with one more copy
-    of the block after it: less the context graph itself, what one such block costs between its
-    neighbours, timed without a profiler (``lut.measure.BlockMeter``, where the runtime's
-    ``Profiler.context_split`` is ``"marginal"``). Only for blocks that :func:`keeps_shape`."""
-    block = _ThenCopy(spec.build().eval(), spec.build().eval(), len(spec.input_shapes))
+def in_context_twice(spec: BlockSpec, copies: int = 1) -> tuple[nn.Module, tuple]:
+    """(module, example inputs) of ``spec``'s context graph (:func:`in_context`) with ``copies`` more
+    copies of the block after it: less the context graph itself, what one such block costs between
+    its neighbours (per copy), timed without a profiler (``lut.measure.BlockMeter``, where the
+    runtime's ``Profiler.context_split`` is ``"marginal"``). Only for blocks that :func:`keeps_shape`."""
+    block = ThenCopies(spec.build().eval(), [spec.build().eval() for _ in range(copies)], len(spec.input_shapes))
     inputs = spec.example_inputs()
     c = spec.input_shapes[0][1]
     module = InContext(block, [s[1] for s in spec.input_shapes], [c], False, False).eval()
